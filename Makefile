@@ -1,0 +1,54 @@
+# Every target runs inside .venv; `make install` is idempotent (a no-op when pyproject.toml is unchanged).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+PORT ?= 8080
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install install-bench test lint demo bench bench-quick synth fuzz soak clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install-bench: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]' 'torch==2.13.0'
+	@touch $(BENCH_STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check sagemaker lambdas cdk tests bench
+	$(BIN)/mypy
+
+demo: install
+	$(BIN)/recsys local up --port $(PORT) --tour
+
+synth: install
+	cd . && $(BIN)/python cdk/app.py
+
+bench: install-bench
+	$(BIN)/python -m bench.run --full
+
+bench-quick: install-bench
+	$(BIN)/python -m bench.run --quick
+
+fuzz: install
+	$(BIN)/python -m pytest tests/e2e -m fuzz --fuzz-examples=500
+
+soak: install
+	SOAK_SECONDS=60 $(BIN)/python -m pytest tests/e2e -m soak
+
+clean:
+	rm -rf $(VENV) cdk.out .pytest_cache build *.egg-info

@@ -1,0 +1,94 @@
+"""One home for the names and keys shared by the CDK app, the Lambdas, the pipeline and the
+local stack: DynamoDB tables, environment variables, S3 layout and limits.
+
+Pure Python, no third-party imports: the CDK app (``recsys_infra``) and the local stack import it
+to create the same tables the handlers read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+# --- DynamoDB -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A DynamoDB table as both the CDK app and the local stack create it."""
+
+    logical_name: str  # suffix of the physical name and CDK construct id
+    partition_key: str
+    ttl_attribute: Optional[str] = None
+    description: str = ""
+
+
+USERS = TableSpec(
+    "users",
+    partition_key="userId",
+    ttl_attribute="expiresAt",
+    description=(
+        "Real-time user context: 'recentItems' (list of item ids, oldest first, at most "
+        "MAX_RECENT_ITEMS), 'recentTimestamps' (Unix seconds, same order), 'updatedAt'."
+    ),
+)
+ITEMS = TableSpec(
+    "items",
+    partition_key="itemId",
+    description="Item features: 'title', 'category', 'popularity', 'trend' written by the pipeline.",
+)
+BATCH_RECOMMENDATIONS = TableSpec(
+    "batch-recommendations",
+    partition_key="userId",
+    ttl_attribute="expiresAt",
+    description=(
+        "Precomputed recommendations: 'items' (list of {itemId, score}), 'modelVersion'. "
+        "The row with userId == POPULAR_USER_ID holds the popular-items fallback."
+    ),
+)
+IDEMPOTENCY = TableSpec(
+    "idempotency",
+    partition_key="id",
+    ttl_attribute="expiration",
+    description="Powertools for AWS Lambda idempotency records (event ids already accepted).",
+)
+ALL_TABLES = (USERS, ITEMS, BATCH_RECOMMENDATIONS, IDEMPOTENCY)
+
+POPULAR_USER_ID = "__popular__"
+MAX_RECENT_ITEMS = 200
+USER_TTL_DAYS = 400
+BATCH_TTL_DAYS = 14
+
+# --- Environment variables the handlers read ----------------------------------------------
+
+ENV_USERS_TABLE = "USERS_TABLE"
+ENV_ITEMS_TABLE = "ITEMS_TABLE"
+ENV_BATCH_TABLE = "BATCH_RECOMMENDATIONS_TABLE"
+ENV_IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
+ENV_ENDPOINT_NAME = "ENDPOINT_NAME"  # empty in batch mode: no endpoint is deployed
+ENV_EVENTS_STREAM = "EVENTS_DELIVERY_STREAM"  # Firehose delivery stream -> events bucket
+ENV_SERVING_MODE = "SERVING_MODE"  # "realtime" | "batch"
+ENV_ENDPOINT_TIMEOUT_S = "ENDPOINT_TIMEOUT_SECONDS"
+ENV_AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"  # set by the local stack (moto server)
+ENV_SAGEMAKER_ENDPOINT_URL = "SAGEMAKER_RUNTIME_ENDPOINT_URL"  # set by the local stack
+
+SERVING_MODES = ("realtime", "batch")
+
+# --- S3 layout ----------------------------------------------------------------------------
+
+EVENTS_PREFIX = "events/"  # Firehose writes JSON Lines here; training reads it
+ITEMS_PREFIX = "items/"
+MODELS_PREFIX = "models/"
+
+# --- Training job contract ----------------------------------------------------------------
+
+TRAINING_CHANNEL_EVENTS = "events"
+TRAINING_CHANNEL_ITEMS = "items"
+TRAINING_CHANNEL_RETRIEVAL = "retrieval"  # job 1's model.tar.gz, input of job 2
+BATCH_OUTPUT_DIR = "batch"  # under SM_OUTPUT_DATA_DIR: users.jsonl, items.jsonl, recommendations.jsonl
+METRIC_LINE_FORMAT = "METRIC {name}={value:.6f}"  # SageMaker metric regex: "METRIC name=([0-9.]+)"
+
+
+def table_name(prefix: str, spec: TableSpec) -> str:
+    """The physical table name for a deployment prefix (e.g. ``recsys-dev-users``)."""
+    return f"{prefix}-{spec.logical_name}"
