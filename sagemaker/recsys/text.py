@@ -208,9 +208,8 @@ class TextIndex:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"TextIndex.build: texts[{i}] is {type(text).__name__}, not str")
-        vectorizer = fit_vectorizer(texts, merged)
+        vectorizer, raw = fit_vectorizer(texts, merged)
         vocabulary = vectorizer.get_feature_names_out().tolist()
-        raw = vectorizer.transform(texts)
         matrix = _weight_rows(sp.csr_matrix(raw), vocabulary, merged)
         return cls(merged, vocabulary, vectorizer.idf_, matrix)
 
@@ -360,9 +359,15 @@ class TextIndex:
 # ---------------------------------------------------------------------- helpers
 
 
-def fit_vectorizer(texts: Sequence[str], params: dict[str, Any]) -> TfidfVectorizer:
-    """Fit scikit-learn's TF-IDF on item texts with this module's analyzer (raw, unnormalised
-    weights; per-channel normalisation happens afterwards)."""
+def fit_vectorizer(
+    texts: Sequence[str], params: dict[str, Any]
+) -> tuple[TfidfVectorizer, sp.csr_matrix]:
+    """Fit scikit-learn's TF-IDF on item texts with this module's analyzer.
+
+    Returns:
+        The fitted vectorizer and the items' raw TF-IDF matrix (not normalised: the
+        per-channel normalisation happens afterwards).
+    """
     vectorizer = TfidfVectorizer(
         analyzer=make_analyzer(params),
         norm=None,
@@ -372,12 +377,12 @@ def fit_vectorizer(texts: Sequence[str], params: dict[str, Any]) -> TfidfVectori
         dtype=np.float64,
     )
     try:
-        vectorizer.fit(texts)
+        raw = vectorizer.fit_transform(texts)
     except ValueError as exc:  # "empty vocabulary" from scikit-learn
         raise ValueError(
             "TextIndex.build: no item text contains a word (letters or digits)"
         ) from exc
-    return vectorizer
+    return vectorizer, sp.csr_matrix(raw)
 
 
 def _channel_weights(params: dict[str, Any]) -> np.ndarray:
