@@ -1,0 +1,126 @@
+"""The ``recsys`` command line: ``data synth``, ``train``, ``evaluate``, ``local up``.
+
+Errors in the input are one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+EXIT_BAD_INPUT = 2
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _hyperparameters(pairs: List[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set expects name=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import write_dataset
+
+    events, items = write_dataset(args.out, n_users=args.users, n_items=args.items, n_events=args.events,
+                                  seed=args.seed)
+    print(json.dumps({"events": str(events), "items": str(items)}))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    started = time.time()
+    manifest = train(args.events, args.items, args.model_dir, args.output_data_dir,
+                     _hyperparameters(args.set), log=_log)
+    _log(f"[train] model {manifest['model_version']} written to {args.model_dir} in {time.time() - started:.1f}s")
+    print(json.dumps({"model_dir": str(args.model_dir), "model_version": manifest["model_version"],
+                      "offline_metrics": manifest["offline_metrics"]}, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import evaluate, train
+
+    hps = _hyperparameters(args.set)
+    train.split_hyperparameters(hps)  # fail fast on a typo
+    events, items, seqs, summary = train.load_data(args.events, args.items, log=_log)
+    first_seen = evaluate.first_seen_positions(events.item_ids, seqs.item_ids)
+    report = evaluate.run(
+        seqs, first_seen,
+        fit=lambda part: train.fit(part, items, hps, summary, log=_log),
+        log=_log,
+        extra={"events_file": str(args.events), "items_file": str(args.items) if args.items else None,
+               "hyperparameters": hps},
+    )
+    print(evaluate.format_table(report))
+    if args.output:
+        Path(args.output).write_text(evaluate.to_json(report))
+        _log(f"[evaluate] report written to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description="Two-stage recommendation and search.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="data utilities").add_subparsers(dest="data_command", required=True)
+    synth = data.add_parser("synth", help="write a deterministic synthetic dataset (events.csv, items.csv)")
+    synth.add_argument("--users", type=int, default=2000)
+    synth.add_argument("--items", type=int, default=1000)
+    synth.add_argument("--events", type=int, default=60_000)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", required=True, type=Path)
+    synth.set_defaults(func=cmd_synth)
+
+    tr = sub.add_parser("train", help="train both jobs locally and write a model directory")
+    tr.add_argument("--events", required=True, type=Path, help="events CSV/JSON Lines file or directory")
+    tr.add_argument("--items", type=Path, help="items CSV/JSON Lines file or directory")
+    tr.add_argument("--model-dir", required=True, type=Path)
+    tr.add_argument("--output-data-dir", type=Path, help="also write manifest.json and batch/*.jsonl here")
+    tr.add_argument("--set", action="append", metavar="NAME=VALUE", help="a hyperparameter, repeatable")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="leave-last-out evaluation against popularity and stage 1")
+    ev.add_argument("--events", required=True, type=Path)
+    ev.add_argument("--items", type=Path)
+    ev.add_argument("--output", type=Path, help="write the JSON report here")
+    ev.add_argument("--set", action="append", metavar="NAME=VALUE", help="a hyperparameter, repeatable")
+    ev.set_defaults(func=cmd_evaluate)
+
+    try:
+        from .local.cli import add_parser as add_local
+    except ImportError:
+        add_local = None
+    if add_local is not None:
+        add_local(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .data import DataError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        print(f"recsys {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""Loading the events and items contract (CSV with a header, or JSON Lines) into encoded arrays.
+
+Events: ``user_id``, ``item_id``, ``timestamp`` (Unix seconds or ISO-8601), optional ``event_type``,
+``session_id``, ``weight``. Items: ``item_id``, ``title``, optional ``category`` and any further
+attributes. Bad rows are counted, skipped and reported with examples; past ``max_bad_fraction``
+(default 1 %) loading fails with :class:`DataError`, and so does an empty or unreadable input.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+PathLike = Union[str, "os.PathLike[str]"]
+DEFAULT_MAX_BAD_FRACTION = 0.01
+MAX_EXAMPLES = 5
+EVENT_REQUIRED = ("user_id", "item_id", "timestamp")
+ITEM_REQUIRED = ("item_id",)
+DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson", ".txt", ".gz", "")
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message says which file, which row and why."""
+
+
+@dataclass
+class LoadReport:
+    """What a loader read: rows kept, rows skipped and a few examples of why."""
+
+    source: str
+    rows: int = 0
+    bad_rows: int = 0
+    examples: List[str] = field(default_factory=list)
+
+    def add_bad(self, where: str, reason: str) -> None:
+        self.bad_rows += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(f"{where}: {reason}")
+
+    @property
+    def bad_fraction(self) -> float:
+        total = self.rows + self.bad_rows
+        return self.bad_rows / total if total else 0.0
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "rows": self.rows, "bad_rows": self.bad_rows, "examples": self.examples}
+
+
+@dataclass
+class Events:
+    """Raw events in file order (ties in time keep this order)."""
+
+    user_ids: np.ndarray  # object array of str
+    item_ids: np.ndarray  # object array of str
+    timestamps: np.ndarray  # float64 Unix seconds
+    weights: np.ndarray  # float32
+    event_types: np.ndarray  # object array of str ('' when absent)
+    report: LoadReport
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+
+@dataclass
+class Items:
+    """Item metadata in file order."""
+
+    item_ids: List[str]
+    titles: List[str]
+    categories: List[str]
+    attributes: List[Dict[str, str]]
+    report: LoadReport
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+# --- reading files ----------------------------------------------------------------------------
+
+
+def _data_files(path: PathLike) -> List[Path]:
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(
+            f for f in p.rglob("*")
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in DATA_SUFFIXES
+            and f.name != "manifest.json"
+        )
+        if not files:
+            raise DataError(f"{p}: directory holds no data files (.csv, .jsonl, .json, .gz)")
+        return files
+    if not p.exists():
+        raise DataError(f"{p}: file not found")
+    return [p]
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    try:
+        if path.suffix.lower() == ".gz":
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="strict", newline="")
+        return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by caller
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _rows(path: Path, required: Sequence[str], report: LoadReport) -> Iterator[Tuple[str, dict]]:
+    """Yield (where, row dict) from a CSV-with-header or JSON Lines file, sniffed by content."""
+    handle = _open_text(path)
+    try:
+        try:
+            head = handle.read(4096)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        handle.seek(0)
+        if not head.strip():
+            return
+        if head.lstrip().startswith("{"):
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path.name} line {lineno}"
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    report.add_bad(where, f"invalid JSON ({exc.msg})")
+                    continue
+                if not isinstance(row, dict):
+                    report.add_bad(where, "a JSON line must be an object")
+                    continue
+                yield where, row
+        else:
+            reader = csv.DictReader(handle)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DataError(
+                    f"{path}: CSV header {header} lacks required column(s) {missing}; "
+                    f"expected at least {list(required)}"
+                )
+            reader.fieldnames = header
+            for lineno, row in enumerate(reader, start=2):
+                where = f"{path.name} line {lineno}"
+                if None in row:  # more fields than the header
+                    report.add_bad(where, f"{len(header) + len(row[None])} fields, header has {len(header)}")
+                    continue
+                yield where, row
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from exc
+    finally:
+        handle.close()
+
+
+def parse_timestamp(value: object) -> float:
+    """Unix seconds (int/float or numeric string) or ISO-8601 -> float seconds (UTC if naive)."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError("missing")
+    if isinstance(value, (int, float)):
+        ts = float(value)
+    else:
+        text = str(value).strip()
+        if not text:
+            raise ValueError("missing")
+        try:
+            ts = float(text)
+        except ValueError:
+            iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+            try:
+                dt = datetime.fromisoformat(iso)
+            except ValueError:
+                raise ValueError(f"{text!r} is neither Unix seconds nor ISO-8601") from None
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=timezone.utc)
+            ts = dt.timestamp()
+    if not math.isfinite(ts):
+        raise ValueError(f"{value!r} is not a finite time")
+    return ts
+
+
+def _text(row: dict, key: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return ""
+    return value.strip() if isinstance(value, str) else str(value)
+
+
+def _check_threshold(report: LoadReport, kind: str, max_bad_fraction: float) -> None:
+    if report.rows == 0:
+        detail = f" ({report.bad_rows} bad rows, e.g. {report.examples[0]})" if report.bad_rows else ""
+        raise DataError(f"{report.source}: no valid {kind} rows{detail}")
+    if report.bad_fraction > max_bad_fraction:
+        raise DataError(
+            f"{report.source}: {report.bad_rows} of {report.rows + report.bad_rows} {kind} rows are bad "
+            f"({report.bad_fraction:.1%} > the {max_bad_fraction:.1%} threshold); first: "
+            + "; ".join(report.examples)
+        )
+
+
+def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION) -> Events:
+    """Load events from a file or a directory of files (e.g. a SageMaker channel).
+
+    Raises:
+        DataError: empty/unreadable input, missing columns, or too many bad rows.
+    """
+    report = LoadReport(source=str(path))
+    users: List[str] = []
+    items: List[str] = []
+    times: List[float] = []
+    weights: List[float] = []
+    types: List[str] = []
+    for file in _data_files(path):
+        for where, row in _rows(file, EVENT_REQUIRED, report):
+            user, item = _text(row, "user_id"), _text(row, "item_id")
+            if not user:
+                report.add_bad(where, "user_id is missing")
+                continue
+            if not item:
+                report.add_bad(where, "item_id is missing")
+                continue
+            try:
+                ts = parse_timestamp(row.get("timestamp"))
+            except ValueError as exc:
+                report.add_bad(where, f"timestamp {exc}")
+                continue
+            raw_weight = row.get("weight")
+            weight = 1.0
+            if raw_weight not in (None, ""):
+                try:
+                    weight = float(raw_weight)
+                except (TypeError, ValueError):
+                    report.add_bad(where, f"weight {raw_weight!r} is not a number")
+                    continue
+                if not math.isfinite(weight) or weight < 0:
+                    report.add_bad(where, f"weight {raw_weight!r} must be a finite number >= 0")
+                    continue
+            users.append(user)
+            items.append(item)
+            times.append(ts)
+            weights.append(weight)
+            types.append(_text(row, "event_type"))
+            report.rows += 1
+    _check_threshold(report, "event", max_bad_fraction)
+    return Events(
+        user_ids=np.array(users, dtype=object),
+        item_ids=np.array(items, dtype=object),
+        timestamps=np.array(times, dtype=np.float64),
+        weights=np.array(weights, dtype=np.float32),
+        event_types=np.array(types, dtype=object),
+        report=report,
+    )
+
+
+def load_items(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION) -> Items:
+    """Load item metadata; the first row of a duplicated item id wins (later ones are bad rows)."""
+    report = LoadReport(source=str(path))
+    ids: List[str] = []
+    titles: List[str] = []
+    cats: List[str] = []
+    attrs: List[Dict[str, str]] = []
+    seen = set()
+    for file in _data_files(path):
+        for where, row in _rows(file, ITEM_REQUIRED, report):
+            item = _text(row, "item_id")
+            if not item:
+                report.add_bad(where, "item_id is missing")
+                continue
+            if item in seen:
+                report.add_bad(where, f"item_id {item!r} appears again")
+                continue
+            seen.add(item)
+            ids.append(item)
+            titles.append(_text(row, "title") or item)
+            cats.append(_text(row, "category"))
+            attrs.append({
+                k: _text(row, k) for k in row
+                if k not in ("item_id", "title", "category") and isinstance(k, str) and _text(row, k)
+            })
+            report.rows += 1
+    _check_threshold(report, "item", max_bad_fraction)
+    return Items(ids, titles, cats, attrs, report)
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Sequences:
+    """Events encoded as per-user, time-ordered item-index sequences over a fixed catalogue."""
+
+    item_ids: List[str]  # index -> external id
+    user_ids: List[str]
+    items: List[np.ndarray]  # per user: int32 item indices, oldest first (ties keep file order)
+    times: List[np.ndarray]  # per user: float64 seconds, same order
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_events(self) -> int:
+        return int(sum(len(s) for s in self.items))
+
+    def item_index(self) -> Dict[str, int]:
+        return {item: i for i, item in enumerate(self.item_ids)}
+
+
+def encode(events: Events, catalogue: Optional[Sequence[str]] = None) -> Sequences:
+    """Group events by user and order each user's events by time (stable: ties keep file order).
+
+    Args:
+        events: loaded events.
+        catalogue: item ids that define the item index (e.g. from the items file). Event items not in
+            it are appended after it, in order of first appearance.
+    """
+    item_ids: List[str] = list(catalogue) if catalogue is not None else []
+    index = {item: i for i, item in enumerate(item_ids)}
+    item_codes = np.empty(len(events), dtype=np.int32)
+    for n, item in enumerate(events.item_ids):
+        code = index.get(item)
+        if code is None:
+            code = index[item] = len(item_ids)
+            item_ids.append(item)
+        item_codes[n] = code
+    user_ids, first_pos, user_codes = np.unique(events.user_ids, return_index=True, return_inverse=True)
+    # users in order of first appearance, so the encoding does not depend on id spelling
+    appearance = np.argsort(first_pos, kind="stable")
+    remap = np.empty_like(appearance)
+    remap[appearance] = np.arange(len(appearance))
+    user_codes = remap[user_codes.ravel()]
+    order = np.lexsort((np.arange(len(events)), events.timestamps, user_codes))
+    sorted_users = user_codes[order]
+    bounds = np.flatnonzero(np.diff(sorted_users)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(order)]))
+    seq_items = [item_codes[order[s:e]] for s, e in zip(starts, ends)]
+    seq_times = [events.timestamps[order[s:e]] for s, e in zip(starts, ends)]
+    return Sequences(
+        item_ids=item_ids,
+        user_ids=[str(u) for u in user_ids[appearance]],
+        items=seq_items,
+        times=seq_times,
+    )

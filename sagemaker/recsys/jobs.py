@@ -1,0 +1,142 @@
+"""SageMaker training-job entry points (``train_retrieval.py`` and ``train_ranker.py`` call these).
+
+They read what SageMaker provides: channels as ``SM_CHANNEL_<NAME>`` directories, the model
+directory ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR`` for extra outputs, and hyperparameters as
+``--name value`` arguments. Metrics are printed as ``METRIC name=value`` lines (the regex
+``METRIC name=([0-9.]+)`` picks them up). On failure the reason goes to ``/opt/ml/output/failure``
+(``SM_OUTPUT_DIR``), which SageMaker shows as the job's FailureReason, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from . import data as data_mod
+from .model import Recommender
+from .train import fit_ranker, fit_retrieval, load_data, split_hyperparameters, write_batch_output
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def parse_hyperparameter_args(argv: List[str]) -> Dict[str, str]:
+    """``--name value`` pairs (as SageMaker passes hyperparameters) -> dict."""
+    out: Dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"unexpected argument {arg!r}; hyperparameters are --name value pairs")
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(argv):
+                raise ValueError(f"hyperparameter {arg} has no value")
+            key, value = arg[2:], argv[i + 1]
+            i += 2
+        out[key] = value.strip('"')
+    return out
+
+
+def _env_dir(name: str, default: Optional[str] = None, required: bool = True) -> Optional[Path]:
+    value = os.environ.get(name, default)
+    if value is None or (not Path(value).exists() and not required):
+        if required:
+            raise ValueError(f"{name} is not set: the job needs this channel/directory")
+        return None
+    return Path(value)
+
+
+def _channel(name: str, required: bool) -> Optional[Path]:
+    path = _env_dir(f"SM_CHANNEL_{name.upper()}", required=required)
+    if path is not None and not required and (not path.is_dir() or not any(path.iterdir())):
+        return None
+    return path
+
+
+def _run(job, argv: List[str]) -> int:
+    started = time.time()
+    try:
+        job(parse_hyperparameter_args(argv))
+    except Exception as exc:  # noqa: BLE001 - every failure must become a readable FailureReason
+        expected = isinstance(exc, (data_mod.DataError, ValueError, FileNotFoundError))
+        message = f"{type(exc).__name__}: {exc}" if not expected else str(exc)
+        print(f"[job] FAILED: {message}", file=sys.stderr, flush=True)
+        if not expected:
+            traceback.print_exc()
+        out = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "failure").write_text(message[:1000])
+        except OSError:
+            pass
+        return 1
+    _log(f"[job] done in {time.time() - started:.1f}s")
+    return 0
+
+
+def retrieval_job(hyperparameters: Dict[str, str]) -> None:
+    """Job 1: embeddings, HNSW index, graphs, popularity and the text index -> SM_MODEL_DIR."""
+    rparams, kparams = split_hyperparameters(hyperparameters)
+    events_dir = _channel("events", required=True)
+    items_dir = _channel("items", required=False)
+    model_dir = _env_dir("SM_MODEL_DIR", "/opt/ml/model")
+    _, items, seqs, summary = load_data(events_dir, items_dir, kparams.max_bad_fraction, _log)
+    rec = fit_retrieval(seqs, items, rparams, summary, _log)
+    rec.save(model_dir)
+    _log(f"[job] retrieval model {rec.model_version} saved to {model_dir}")
+
+
+def extract_model(channel: Path, into: Path) -> Path:
+    """A channel holding ``model.tar.gz`` (or an extracted model) -> the model directory."""
+    if (channel / "manifest.json").exists():
+        return channel
+    archives = sorted(channel.rglob("model.tar.gz"))
+    if not archives:
+        raise FileNotFoundError(f"{channel}: no model.tar.gz from the retrieval job")
+    with tarfile.open(archives[0], "r:gz") as tar:
+        for member in tar.getmembers():
+            if not (member.isfile() or member.isdir()) or member.name.startswith(("/", "..")) or ".." in Path(member.name).parts:
+                raise ValueError(f"{archives[0]}: unsafe member {member.name!r} in the model archive")
+        tar.extractall(into)  # noqa: S202 - members checked above
+    return into
+
+
+def ranker_job(hyperparameters: Dict[str, str]) -> None:
+    """Job 2: the ranker on job 1's output -> the serving model + manifest + batch outputs."""
+    rparams, kparams = split_hyperparameters(hyperparameters)
+    events_dir = _channel("events", required=True)
+    retrieval_dir = _channel("retrieval", required=True)
+    model_dir = _env_dir("SM_MODEL_DIR", "/opt/ml/model")
+    output_dir = _env_dir("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = Recommender.load(extract_model(retrieval_dir, Path(tmp)))
+        events = data_mod.load_events(events_dir, kparams.max_bad_fraction)
+        seqs = data_mod.encode(events, rec.catalogue.item_ids)
+        if seqs.n_items != len(rec.catalogue):
+            raise ValueError(
+                f"the events hold {seqs.n_items - len(rec.catalogue)} item(s) that job 1's model does not know; "
+                "run both jobs on the same events"
+            )
+        _log(f"[data] {len(events):,} events, {seqs.n_users:,} users")
+        final = fit_ranker(rec, seqs, rparams, kparams, _log)
+    final.save(model_dir)
+    write_batch_output(final, seqs, output_dir, kparams.batch_k, log=_log)
+    _log(f"[job] serving model {final.model_version} saved to {model_dir}")
+
+
+def main_retrieval(argv: Optional[List[str]] = None) -> int:
+    return _run(retrieval_job, sys.argv[1:] if argv is None else argv)
+
+
+def main_ranker(argv: Optional[List[str]] = None) -> int:
+    return _run(ranker_job, sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,294 @@
+"""Training: job 1 (embeddings, index, graphs, popularity, text index) and job 2 (the ranker, its
+offline validation and the batch outputs), callable in-process or as SageMaker entry points.
+
+Ranker training never sees a target it will be judged on: stage 1 is refitted on the data with
+each user's last event removed, the ranker learns to pick that last event out of the candidates
+stage 1 proposes for the earlier history, and its offline metrics come from users held out of the
+ranker's training set. When called by ``recsys evaluate``, all of this happens inside the
+training part of the leave-last-out split, so the test targets are never seen at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from . import data as data_mod
+from .candidates import FEATURES, CandidateBuilder, fusion_scores
+from .catalogue import Catalogue
+from .data import Items, Sequences
+from .evaluate import metrics_from_ranks, rank_in
+from .model import FORMAT_VERSION, OrderingRules, Recommender
+from .ranker import Ranker
+from .retrieval import RetrievalModel, RetrievalParams
+
+Log = Callable[[str], None]
+METRIC_FORMAT = "METRIC {name}={value:.6f}"  # same as recsys_lambdas.contracts.METRIC_LINE_FORMAT
+MAX_RECENT_ITEMS = 200  # as recsys_lambdas.contracts.MAX_RECENT_ITEMS
+POPULAR_USER_ID = "__popular__"  # as recsys_lambdas.contracts.POPULAR_USER_ID
+BATCH_K = 50
+
+
+@dataclass(frozen=True)
+class RankerParams:
+    ranker_users: int = 20_000
+    ranker_negatives: int = 50
+    ranker_hard_negatives: int = 20
+    ranker_c: float = 0.1
+    validation_fraction: float = 0.2
+    batch_size: int = 512
+    max_bad_fraction: float = 0.01
+    max_per_category: int = 0  # 0 = no cap (stage 4)
+    batch_k: int = BATCH_K
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: Optional[Mapping[str, Any]]) -> "RankerParams":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: type(getattr(cls, k))(v) for k, v in (values or {}).items() if k in known})
+
+
+def split_hyperparameters(values: Optional[Mapping[str, Any]]) -> Tuple[RetrievalParams, RankerParams]:
+    """Validate hyperparameters (SageMaker's own ``sagemaker_*`` keys are ignored)."""
+    values = {k.replace("-", "_"): v for k, v in (values or {}).items() if not k.startswith("sagemaker_")}
+    known = {f.name for f in fields(RetrievalParams)} | {f.name for f in fields(RankerParams)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown}; known: {sorted(known)}")
+    try:
+        return RetrievalParams.from_dict(values), RankerParams.from_dict(values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad hyperparameter value: {exc}") from None
+
+
+def emit_metric(name: str, value: float, log: Log = print) -> None:
+    log(METRIC_FORMAT.format(name=name, value=value))
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def load_data(events_path, items_path=None, max_bad_fraction: float = data_mod.DEFAULT_MAX_BAD_FRACTION,
+              log: Log = print) -> Tuple[data_mod.Events, Optional[Items], Sequences, Dict[str, Any]]:
+    events = data_mod.load_events(events_path, max_bad_fraction)
+    items = data_mod.load_items(items_path, max_bad_fraction) if items_path else None
+    seqs = data_mod.encode(events, items.item_ids if items else None)
+    summary = {
+        "events": int(len(events)),
+        "users": int(seqs.n_users),
+        "items": int(seqs.n_items),
+        "events_report": events.report.to_json(),
+        "items_report": items.report.to_json() if items else None,
+    }
+    for report in (events.report, items.report if items else None):
+        if report is not None and report.bad_rows:
+            log(f"[data] {report.source}: skipped {report.bad_rows} bad row(s), e.g. " + "; ".join(report.examples))
+    log(f"[data] {summary['events']:,} events, {summary['users']:,} users, {summary['items']:,} items")
+    return events, items, seqs, summary
+
+
+def make_catalogue(seqs: Sequences, items: Optional[Items]) -> Catalogue:
+    titles, cats = {}, {}
+    if items is not None:
+        titles = dict(zip(items.item_ids, items.titles))
+        cats = dict(zip(items.item_ids, items.categories))
+    return Catalogue(seqs.item_ids, [titles.get(i, i) for i in seqs.item_ids],
+                     [cats.get(i, "") for i in seqs.item_ids])
+
+
+def _version(summary: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps([summary, params], sort_keys=True, default=str).encode()).hexdigest()
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + digest[:8]
+
+
+# --- job 1 ----------------------------------------------------------------------------------
+
+
+def fit_retrieval(seqs: Sequences, items: Optional[Items], params: RetrievalParams,
+                  summary: Optional[Dict[str, Any]] = None, log: Log = print) -> Recommender:
+    """Job 1: stage-1 artifacts (+ the text index when titles are known) as a servable model."""
+    started = time.time()
+    catalogue = make_catalogue(seqs, items)
+    retrieval = RetrievalModel.fit(seqs.items, seqs.times, seqs.n_items, params, log=log)
+    text_index = None
+    if items is not None:
+        try:
+            from .text import TextIndex
+        except ImportError:  # the text index module is optional in older artifacts
+            TextIndex = None  # type: ignore[assignment]
+        if TextIndex is not None:
+            attrs = {i: a for i, a in zip(items.item_ids, items.attributes)}
+            text_index = TextIndex.build(catalogue.texts([attrs.get(i, {}) for i in catalogue.item_ids]))
+            log(f"[retrieval] text index over {len(catalogue):,} titles")
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model_version": _version(summary or {}, asdict(params)),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "training_data": summary or {},
+        "hyperparameters": {"retrieval": asdict(params)},
+        "index": {"space": "ip", "M": params.hnsw_m, "ef_construction": params.ef_construction,
+                  "ef": params.ef, "recall_at_10": retrieval.index_recall,
+                  "items": 0 if retrieval.index is None else retrieval.index.get_current_count()},
+        "offline_metrics": {},
+        "timings": {"retrieval_seconds": round(time.time() - started, 2)},
+    }
+    emit_metric("index_recall_at_10", retrieval.index_recall, log)
+    return Recommender(catalogue, retrieval, None, manifest, OrderingRules(), text_index)
+
+
+# --- job 2 ----------------------------------------------------------------------------------
+
+
+def _drop_last(seqs: Sequences) -> Tuple[Sequences, List[int]]:
+    """Each user's last event removed; returns the labelled users (history >= 2 events)."""
+    labelled = [u for u, s in enumerate(seqs.items) if len(s) >= 3]
+    inner = Sequences(seqs.item_ids, seqs.user_ids,
+                      [s[:-1] if len(s) >= 2 else s for s in seqs.items],
+                      [t[:-1] if len(t) >= 2 else t for t in seqs.times])
+    return inner, labelled
+
+
+def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kparams: RankerParams,
+               log: Log = print) -> Recommender:
+    """Job 2: train the logistic-regression ranker and measure the two-stage model offline."""
+    started = time.time()
+    rng = np.random.default_rng(kparams.seed)
+    inner, labelled = _drop_last(seqs)
+    if len(labelled) < 10:
+        raise ValueError(f"only {len(labelled)} users have 3 or more events; the ranker needs at least 10")
+    log(f"[ranker] refitting stage 1 without each user's last event ({inner.n_events:,} events)")
+    inner_retrieval = RetrievalModel.fit(inner.items, inner.times, inner.n_items, rparams, log=lambda m: None)
+    if inner_retrieval.index is not None:
+        inner_retrieval.index.set_num_threads(2)
+    builder = CandidateBuilder(inner_retrieval, rec.catalogue.category_codes)
+    users = rng.permutation(labelled)[: kparams.ranker_users]
+    n_val = int(round(len(users) * kparams.validation_fraction))
+    val_users = set(users[:n_val].tolist())
+    xs: List[np.ndarray] = []
+    ys: List[np.ndarray] = []
+    groups: List[np.ndarray] = []
+    val_ranks: Dict[str, List[Tuple[np.ndarray, int]]] = {}
+    val_cands = []
+    for start in range(0, len(users), kparams.batch_size):
+        batch = users[start:start + kparams.batch_size]
+        cands = builder.build([inner.items[u] for u in batch])
+        for u, c in zip(batch.tolist(), cands):
+            target = int(seqs.items[u][-1])
+            label = (c.items == target).astype(np.float32)
+            if u in val_users:
+                val_cands.append((c, target))
+                continue
+            if label.sum() == 0:
+                continue  # the target was not retrieved: nothing for the ranker to learn here
+            pos = np.flatnonzero(label)
+            neg = np.flatnonzero(label == 0)
+            fused = np.argsort(-fusion_scores(c), kind="stable")
+            hard = [i for i in fused[: kparams.ranker_hard_negatives * 2].tolist() if label[i] == 0][: kparams.ranker_hard_negatives]
+            rand = rng.choice(neg, size=min(len(neg), kparams.ranker_negatives), replace=False)
+            take = np.unique(np.concatenate([pos, np.array(hard, np.int64), rand]))
+            xs.append(c.features[take])
+            ys.append(label[take])
+            groups.append(np.full(len(take), u))
+        log(f"[ranker] candidates for {min(len(users), start + kparams.batch_size):,}/{len(users):,} users")
+    if not xs:
+        raise ValueError("no training user had their next item among the candidates; too little data")
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    ranker = Ranker.fit(x, y, FEATURES, c=kparams.ranker_c, seed=kparams.seed)
+    log(f"[ranker] logistic regression on {len(y):,} pairs ({int(y.sum()):,} positives)")
+    # offline validation on the held-out users, with the stage-1 model that never saw their targets
+    k = 20
+    two_stage, fusion, recall = [], [], []
+    for c, target in val_cands:
+        recall.append(target in set(c.items.tolist()))
+        if len(c.items) == 0:
+            two_stage.append(-1), fusion.append(-1)
+            continue
+        two_stage.append(rank_in(c.items[np.argsort(-ranker.score(c.features), kind="stable")][:k].tolist(), target))
+        fusion.append(rank_in(c.items[np.argsort(-fusion_scores(c), kind="stable")][:k].tolist(), target))
+    offline = {
+        "validation_users": len(val_cands),
+        "two_stage": metrics_from_ranks(np.array(two_stage)),
+        "retrieval": metrics_from_ranks(np.array(fusion)),
+        "candidate_recall": float(np.mean(recall)) if recall else 0.0,
+    }
+    for name in ("two_stage", "retrieval"):
+        for key, value in offline[name].items():
+            emit_metric(f"{name}_{key}", value, log)
+    emit_metric("candidate_recall", offline["candidate_recall"], log)
+    manifest = dict(rec.manifest)
+    manifest["offline_metrics"] = offline
+    manifest["ranker"] = {"features": list(FEATURES), **ranker.info}
+    manifest["hyperparameters"] = {**manifest.get("hyperparameters", {}), "ranker": asdict(kparams)}
+    manifest.setdefault("timings", {})["ranker_seconds"] = round(time.time() - started, 2)
+    manifest["model_version"] = manifest["model_version"].rsplit("-", 1)[0] + "-" + hashlib.sha256(
+        json.dumps(ranker.to_json(), sort_keys=True).encode()).hexdigest()[:8]
+    ordering = OrderingRules(max_per_category=kparams.max_per_category or None)
+    return Recommender(rec.catalogue, rec.retrieval, ranker, manifest, ordering, rec.text_index)
+
+
+# --- batch outputs (the batch path and the fallback) ------------------------------------------
+
+
+def write_batch_output(rec: Recommender, seqs: Sequences, out_dir, k: int = BATCH_K,
+                       batch_size: int = 512, log: Log = print) -> Dict[str, int]:
+    """``batch/users.jsonl``, ``batch/items.jsonl``, ``batch/recommendations.jsonl`` + ``manifest.json``."""
+    out = Path(out_dir)
+    batch_dir = out / "batch"
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    cat = rec.catalogue
+    r = rec.retrieval
+    version = rec.model_version
+    with open(batch_dir / "items.jsonl", "w", encoding="utf-8") as f:
+        for i, item in enumerate(cat.item_ids):
+            f.write(json.dumps({"itemId": item, "title": cat.titles[i], "category": cat.category_of(i),
+                                "popularity": float(r.popularity[i]), "trend": round(float(r.trend[i]), 6)}) + "\n")
+    with open(batch_dir / "users.jsonl", "w", encoding="utf-8") as f:
+        for u, user in enumerate(seqs.user_ids):
+            items = seqs.items[u][-MAX_RECENT_ITEMS:]
+            times = seqs.times[u][-MAX_RECENT_ITEMS:]
+            f.write(json.dumps({"userId": user, "recentItems": [cat.item_ids[i] for i in items.tolist()],
+                                "recentTimestamps": [int(t) for t in times.tolist()]}) + "\n")
+    started = time.time()
+    with open(batch_dir / "recommendations.jsonl", "w", encoding="utf-8") as f:
+        popular = rec.popular(k)
+        f.write(json.dumps({"userId": POPULAR_USER_ID, "items": [{"itemId": i, "score": s} for i, s in popular],
+                            "modelVersion": version}) + "\n")
+        for start in range(0, seqs.n_users, batch_size):
+            users = list(range(start, min(seqs.n_users, start + batch_size)))
+            cands = rec.builder.build([seqs.items[u] for u in users], min_candidates=k)
+            for u, c in zip(users, cands):
+                ranked = rec.order(c.items, rec.score(c), k)
+                f.write(json.dumps({"userId": seqs.user_ids[u], "items": [{"itemId": i, "score": s} for i, s in ranked],
+                                    "modelVersion": version}) + "\n")
+    log(f"[batch] recommendations for {seqs.n_users:,} users in {time.time() - started:.1f}s")
+    (out / "manifest.json").write_text(json.dumps(rec.manifest, indent=2, sort_keys=True))
+    return {"users": seqs.n_users, "items": len(cat), "recommendations": seqs.n_users + 1}
+
+
+# --- everything in-process ---------------------------------------------------------------------
+
+
+def fit(seqs: Sequences, items: Optional[Items], hyperparameters: Optional[Mapping[str, Any]] = None,
+        summary: Optional[Dict[str, Any]] = None, log: Log = print) -> Recommender:
+    rparams, kparams = split_hyperparameters(hyperparameters)
+    rec = fit_retrieval(seqs, items, rparams, summary, log)
+    return fit_ranker(rec, seqs, rparams, kparams, log)
+
+
+def train(events_path, items_path, model_dir, output_data_dir=None,
+          hyperparameters: Optional[Mapping[str, Any]] = None, log: Log = print) -> Dict[str, Any]:
+    """Both jobs in one process: load, fit, save the model (and the batch outputs)."""
+    rparams, kparams = split_hyperparameters(hyperparameters)
+    _, items, seqs, summary = load_data(events_path, items_path, kparams.max_bad_fraction, log)
+    rec = fit(seqs, items, hyperparameters, summary, log)
+    rec.save(model_dir)
+    if output_data_dir is not None:
+        write_batch_output(rec, seqs, output_data_dir, kparams.batch_k, log=log)
+    return rec.manifest
