@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Optional
 
-from recsys.local.ports import PortInUse
+from recsys.local.ports import PortInUse, bind_listener
 from recsys.local.processes import READY_PREFIX, die_with_parent
 
 
@@ -25,6 +25,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     die_with_parent()
 
+    # One access-log line per AWS call would drown the stack's own output.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    try:  # before importing moto (seconds): a taken port fails at once
+        sock = bind_listener(args.host, args.port, "embedded AWS")
+    except PortInUse as exc:
+        print(f"error: {exc}", flush=True)
+        return 2
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -32,17 +39,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     from werkzeug.serving import make_server
 
-    # One access-log line per AWS call would drown the stack's own output.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = DomainDispatcherApplication(create_backend_app)
-    try:
-        server = make_server(args.host, args.port, app, threaded=True,
-                             request_handler=MotoRequestHandler)
-    except OSError as exc:
-        if args.port and "in use" in str(exc).lower():
-            print(PortInUse(args.host, args.port, "embedded AWS"), file=sys.stderr)
-            return 2
-        raise
+    # werkzeug serves our socket (it would print a paragraph and exit on a taken port itself)
+    server = make_server(args.host, sock.getsockname()[1], app, threaded=True,
+                         request_handler=MotoRequestHandler, fd=sock.fileno())
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -52,7 +52,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
     thread.start()
-    print(f"{READY_PREFIX}port={server.server_port}", flush=True)
+    print(f"{READY_PREFIX}port={sock.getsockname()[1]}", flush=True)
     while not stop.wait(0.5):
         pass
     server.shutdown()

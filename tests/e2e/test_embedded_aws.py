@@ -1,0 +1,88 @@
+"""The embedded AWS: moto's server as a child, with the CDK app's tables, bucket and stream."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+from recsys.local import aws as local_aws
+from recsys.local.ports import bind_listener
+from recsys.local.processes import ChildFailed, group_members
+from recsys_lambdas import contracts
+
+from .conftest import listening, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    child, url = local_aws.start_moto(echo=False)
+    resources = local_aws.create_resources(url, "recsys-test")
+    yield child, resources
+    child.stop()
+
+
+def test_tables_have_the_contract_names_keys_and_ttl(embedded):
+    _, res = embedded
+    ddb = boto3.client("dynamodb", **local_aws.client_kwargs(res.endpoint_url))
+    for spec in contracts.ALL_TABLES:
+        name = contracts.table_name("recsys-test", spec)
+        assert res.table_names[spec.logical_name] == name
+        table = ddb.describe_table(TableName=name)["Table"]
+        assert table["KeySchema"] == [{"AttributeName": spec.partition_key, "KeyType": "HASH"}]
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        if spec.ttl_attribute:
+            assert ttl["AttributeName"] == spec.ttl_attribute
+            assert ttl["TimeToLiveStatus"] == "ENABLED"
+
+
+def test_firehose_delivers_events_to_the_bucket_under_the_events_prefix(embedded):
+    _, res = embedded
+    kwargs = local_aws.client_kwargs(res.endpoint_url)
+    boto3.client("firehose", **kwargs).put_record_batch(
+        DeliveryStreamName=res.delivery_stream,
+        Records=[{"Data": b'{"user_id": "u1", "item_id": "i1", "timestamp": 1}\n'}])
+    s3 = boto3.client("s3", **kwargs)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=res.bucket, Prefix=contracts.EVENTS_PREFIX)
+            .get("Contents", [])]
+    assert keys, "nothing delivered"
+    body = s3.get_object(Bucket=res.bucket, Key=keys[0])["Body"].read()
+    assert b'"item_id": "i1"' in body
+
+
+def test_upload_and_channel_download_round_trip(embedded, tmp_path):
+    _, res = embedded
+    src = tmp_path / "events.csv"
+    src.write_text("user_id,item_id,timestamp\nu1,i1,1\n")
+    uri = local_aws.upload_file(res, src, "events/seed/events.csv")
+    assert uri == f"s3://{res.bucket}/events/seed/events.csv"
+    dest = tmp_path / "channel"
+    assert local_aws.download_prefix(res, "events/seed/", dest) == 1
+    assert (dest / "events.csv").read_text() == src.read_text()
+
+
+def test_health_check_reports_up_then_down(embedded):
+    child, resources = embedded  # the last test of the module to use it: it stops it
+    url = resources.endpoint_url
+    assert local_aws.check(url, resources.table_names["users"])["ok"] is True
+    port = int(url.rsplit(":", 1)[1])
+    child.stop()
+    assert not group_members(child.pid)
+    assert wait_until(lambda: not listening(port), 5)
+    down = local_aws.check(url, timeout=0.5)
+    assert down["ok"] is False and "error" in down
+
+
+def test_port_in_use_fails_the_start_with_the_port_named():
+    holder = bind_listener("127.0.0.1", 0, "test")
+    port = holder.getsockname()[1]
+    started = time.monotonic()
+    try:
+        with pytest.raises(ChildFailed, match=f"port {port}.*already in use"):
+            local_aws.start_moto(port=port, echo=False, timeout=60)
+    finally:
+        holder.close()
+    assert time.monotonic() - started < 60

@@ -1,0 +1,182 @@
+"""The API Gateway emulator: REST v1 proxy events in, proxy responses out, gateway errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import requests
+from recsys.local.gateway import (
+    MAX_BODY_BYTES,
+    Gateway,
+    GatewayServer,
+    build_event,
+    compile_routes,
+    match_route,
+    proxy_response_to_http,
+)
+from recsys.local.ports import bind_listener
+from recsys_lambdas import routes
+
+pytestmark = pytest.mark.e2e
+
+SEEN: list = []
+
+
+def echo_handler(event, context):
+    """Answers with the event it got and what the context told it."""
+    SEEN.append((event, context))
+    return {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/json"},
+        "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+        "body": json.dumps({"event": event, "remaining_ms": context.get_remaining_time_in_millis(),
+                            "function": context.function_name}),
+        "isBase64Encoded": False,
+    }
+
+
+def failing_handler(event, context):
+    raise RuntimeError("bug in the handler")
+
+
+def bad_shape_handler(event, context):
+    return {"body": "no status code"}
+
+
+def health_handler(event, context):
+    return {"statusCode": 200, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"status": "ok"})}
+
+
+@pytest.fixture
+def gateway() -> Gateway:
+    SEEN.clear()
+    return Gateway(routes.ROUTES, {"recommendations": echo_handler, "events": failing_handler,
+                                   "meta": health_handler},
+                   health_parts=lambda: {"endpoint": {"ok": False}})
+
+
+@pytest.fixture
+def served(gateway: Gateway):
+    sock = bind_listener("127.0.0.1", 0, "API")
+    server = GatewayServer(gateway, sock).start()
+    yield f"http://127.0.0.1:{server.port}"
+    server.stop()
+
+
+def test_every_contract_route_resolves_to_its_function():
+    compiled = compile_routes(routes.ROUTES)
+    for route in routes.ROUTES:
+        concrete = route.path.replace("{itemId}", "i%2F42")
+        found, params = match_route(compiled, route.method, concrete)
+        assert found.function == route.function
+        if "{itemId}" in route.path:
+            assert params == {"itemId": "i/42"}  # path parameters arrive decoded
+
+
+def test_event_has_the_rest_v1_proxy_shape():
+    route = compile_routes(routes.ROUTES)
+    similar = next(r for r in route if r.operation_id == "GetSimilarItems")
+    event = build_event(similar, {"itemId": "i1"}, "GET", "/items/i1/similar", "numResults=5&f=a&f=b",
+                        [("Host", "localhost:8080"), ("X-Tag", "1"), ("X-Tag", "2")], b"",
+                        stage="local", source_ip="127.0.0.1", request_id="req-1")
+    assert event["resource"] == "/items/{itemId}/similar"
+    assert event["path"] == "/items/i1/similar"
+    assert event["httpMethod"] == "GET"
+    assert event["pathParameters"] == {"itemId": "i1"}
+    assert event["queryStringParameters"] == {"numResults": "5", "f": "b"}  # last value wins
+    assert event["multiValueQueryStringParameters"] == {"numResults": ["5"], "f": ["a", "b"]}
+    assert event["headers"]["X-Tag"] == "2"
+    assert event["multiValueHeaders"]["X-Tag"] == ["1", "2"]
+    assert event["body"] is None and event["isBase64Encoded"] is False
+    ctx = event["requestContext"]
+    assert ctx["requestId"] == "req-1"
+    assert ctx["stage"] == "local"
+    assert ctx["resourcePath"] == "/items/{itemId}/similar"
+    assert ctx["httpMethod"] == "GET"
+    assert ctx["identity"]["sourceIp"] == "127.0.0.1"
+    assert event["stageVariables"] is None
+
+
+def test_binary_body_is_base64_encoded():
+    route = compile_routes(routes.ROUTES)[0]
+    event = build_event(route, {}, "POST", "/recommendations", "", [], b"\xff\xfe\x00")
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == b"\xff\xfe\x00"
+
+
+def test_proxy_response_conversion_keeps_multi_value_headers_and_base64_bodies():
+    status, headers, body = proxy_response_to_http({
+        "statusCode": 201, "headers": {"A": "1"}, "multiValueHeaders": {"B": ["x", "y"]},
+        "body": base64.b64encode(b"\x00\x01").decode(), "isBase64Encoded": True})
+    assert status == 201
+    assert ("B", "x") in headers and ("B", "y") in headers and ("A", "1") in headers
+    assert body == b"\x00\x01"
+    with pytest.raises(ValueError, match="statusCode"):
+        proxy_response_to_http({"statusCode": "200"})
+
+
+def test_request_over_http_reaches_the_handler_with_a_lambda_context(served):
+    resp = requests.post(f"{served}/recommendations?x=1", json={"userId": "u1"}, timeout=10)
+    assert resp.status_code == 200
+    doc = resp.json()
+    assert json.loads(doc["event"]["body"]) == {"userId": "u1"}
+    assert doc["event"]["queryStringParameters"] == {"x": "1"}
+    assert doc["event"]["requestContext"]["resourcePath"] == "/recommendations"
+    assert 0 < doc["remaining_ms"] <= 10_000
+    assert doc["function"].endswith("recommendations")
+    assert resp.headers["x-amzn-RequestId"] == doc["event"]["requestContext"]["requestId"]
+    assert resp.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+
+
+def test_unknown_route_is_a_404_json(served):
+    resp = requests.get(f"{served}/nope", timeout=10)
+    assert resp.status_code == 404
+    assert "no route" in resp.json()["message"]
+    assert resp.headers["x-amzn-ErrorType"] == "NotFoundException"
+
+
+def test_wrong_method_is_a_405_json_with_allow(served):
+    resp = requests.get(f"{served}/recommendations", timeout=10)
+    assert resp.status_code == 405
+    assert "GET" in resp.json()["message"]
+    assert resp.headers["Allow"] == "POST"
+
+
+def test_body_over_10_mb_is_a_413(served):
+    resp = requests.post(f"{served}/recommendations", data=b"x" * (MAX_BODY_BYTES + 1),
+                         headers={"Content-Type": "application/json"}, timeout=30)
+    assert resp.status_code == 413
+    assert str(MAX_BODY_BYTES) in resp.json()["message"]
+    assert not SEEN  # the handler never ran
+
+
+def test_handler_exception_is_a_502_like_api_gateway(served):
+    resp = requests.post(f"{served}/events", json={}, timeout=10)
+    assert resp.status_code == 502
+    assert resp.json() == {"message": "Internal server error"}
+
+
+def test_malformed_proxy_response_is_a_502(gateway):
+    gateway.functions["events"].handler = bad_shape_handler
+    status, _, body = gateway.handle("POST", "/events", [], b"{}")
+    assert status == 502
+    assert json.loads(body)["message"] == "Internal server error"
+
+
+def test_health_gets_the_local_stack_parts(served):
+    resp = requests.get(f"{served}/health", timeout=10)
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "ok", "localStack": {"endpoint": {"ok": False}}}
+
+
+def test_chunked_request_body_is_reassembled(served):
+    def chunks():
+        yield b'{"userId":'
+        yield b' "u2"}'
+
+    resp = requests.post(f"{served}/recommendations", data=chunks(), timeout=10)
+    assert resp.status_code == 200
+    assert json.loads(resp.json()["event"]["body"]) == {"userId": "u2"}
