@@ -58,12 +58,14 @@ TITLES = [
     "Forrest Gump",
     "Good Will Hunting",
     "Being John Malkovich",
+    "Cube",
+    "Tube",
 ]
 CATEGORIES = [
     "Animation", "Animation", "Sci-Fi", "Sci-Fi", "Sci-Fi", "Sci-Fi", "Comedy", "Crime",
     "Comedy", "Drama", "Action", "Crime", "Crime", "Thriller", "Drama", "Drama", "Sci-Fi",
     "Action", "Action", "Action", "Action", "Animation", "Crime", "Crime", "Adventure",
-    "Animation", "Crime", "Drama", "Drama", "Comedy",
+    "Animation", "Crime", "Drama", "Drama", "Comedy", "Sci-Fi", "Drama",
 ]
 TEXTS = [f"{t} {c}" for t, c in zip(TITLES, CATEGORIES)]
 
@@ -123,7 +125,7 @@ def test_every_one_character_drop_finds_the_item_in_the_top_3(index, title):
         ("goldeneyes", "GoldenEye"),  # insertion
         ("twelve monkies", "Twelve Monkeys"),  # substitution
         ("jurasic prk", "Jurassic Park"),  # two words, one drop each
-        ("bbe", "Babe"),  # short word: only the deletion channel links them
+        ("bbe", "Babe"),  # n-grams prefer "Cube"/"Tube" ("be "); the deletion channel fixes it
         ("schindlers list", "Schindler's List"),  # apostrophe left out
         ("holland s opus", "Mr. Holland's Opus"),  # apostrophe typed as a space
         ("se7en", "Seven (Se7en)"),
@@ -339,7 +341,7 @@ def test_query_vector_matches_scikit_learns_transform(index):
         sublinear_tf=index.params["sublinear_tf"],
     )
     reference.idf_ = index.idf
-    for query in ["toy story", "star star star", "Amélie", "bbe", "s", "zzqxj", "die hard 2"]:
+    for query in ["toy story", "star wars star", "Amélie", "bbe", "s", "zzqxj", "die hard 2"]:
         raw = reference.transform([query])
         expected = _weight_channels(raw.data, index._channel_of[raw.indices], index._channel_weight)
         ours = index.transform(query)
@@ -423,7 +425,7 @@ def test_query_takes_well_under_10ms_on_2000_items():
     words = [w for t in TITLES for w in t.split()]
     texts = [" ".join(rng.choice(words, size=rng.integers(1, 6))) for _ in range(2000)]
     index = TextIndex.build(texts)
-    queries = [t[: len(t) - 1] for t in texts[:100]]
+    queries = [t[:-1] if len(t) > 2 else t for t in texts[:100]]  # typing, last letter missing
     index.query(queries[0], 10)  # warm-up
     times = []
     for query in queries:
