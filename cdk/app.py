@@ -38,10 +38,10 @@ def main() -> int:
                 ),
             }
         )
+        build(app, cfg)
     except config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    build(app, cfg)
     if os.environ.get("RECSYS_SKIP_NAG") != "1":
         Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()

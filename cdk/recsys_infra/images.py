@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from recsys_infra.config import REPO_ROOT
+from recsys_infra.config import REPO_ROOT, ConfigError
 from recsys_infra.source_bundle import build_source_tarball
 
 SKLEARN_FRAMEWORK_VERSION = "1.9-0"  # matches scikit-learn 1.9.x in pyproject.toml
@@ -20,18 +22,46 @@ INFERENCE_SCRIPT = "inference.py"
 
 
 @functools.lru_cache(maxsize=None)
+def _sdk_image_table(framework: str) -> dict:
+    """The SageMaker SDK's bundled image table (``sagemaker/core/image_uri_config/<fw>.json``).
+
+    Read as data rather than through ``sagemaker.core.image_uris``: importing the SDK costs
+    ~10 s of CPU per synth; tests check both give the same URI.
+    """
+    spec = importlib.util.find_spec("sagemaker")  # a namespace package: nothing heavy runs
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        table = Path(location) / "core" / "image_uri_config" / f"{framework}.json"
+        if table.exists():
+            return json.loads(table.read_text())
+    raise FileNotFoundError(
+        f"the SageMaker Python SDK's image table {framework}.json was not found; install 'sagemaker>=3'"
+    )
+
+
 def sklearn_image_uri(region: str, scope: str) -> str:
     """The SageMaker scikit-learn framework image for ``region`` (``training`` or ``inference``).
 
-    Uses the SageMaker SDK's bundled image table: no AWS call, no credentials.
-    """
-    from sagemaker.core import image_uris  # slow import (~several s): only when synthesising
+    Offline: the SDK's bundled image table, no AWS call, no credentials. Same result as
+    ``sagemaker.core.image_uris.retrieve("sklearn", region=..., version="1.9-0", image_scope=...)``.
 
-    return str(
-        image_uris.retrieve(
-            "sklearn", region=region, version=SKLEARN_FRAMEWORK_VERSION, image_scope=scope
+    Raises:
+        ConfigError: The region or scope has no image in the SDK's table.
+    """
+    table = _sdk_image_table("sklearn")
+    try:
+        version = table[scope]["versions"][SKLEARN_FRAMEWORK_VERSION]
+    except KeyError:
+        raise ConfigError(
+            f"no scikit-learn {SKLEARN_FRAMEWORK_VERSION} {scope} image in the SageMaker SDK"
+        ) from None
+    registry = version["registries"].get(region)
+    if registry is None:
+        raise ConfigError(
+            f"region: {region!r} has no SageMaker scikit-learn {SKLEARN_FRAMEWORK_VERSION} image"
         )
-    )
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    tag = f"{SKLEARN_FRAMEWORK_VERSION}-{version['processors'][0]}-{version['py_versions'][0]}"
+    return f"{registry}.dkr.ecr.{region}.{domain}/{version['repository']}:{tag}"
 
 
 def image_repository_arn(image_uri: str) -> str:

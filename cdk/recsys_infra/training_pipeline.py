@@ -10,6 +10,7 @@ gates, loads the batch output into DynamoDB and promotes the model; scheduled by
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Mapping, Optional
 
 from aws_cdk import ArnFormat, Duration, Size, Stack
@@ -39,8 +40,25 @@ from recsys_infra.images import (
 from recsys_lambdas import contracts
 from recsys_lambdas.pipeline import gate, promote
 
+# The METRIC lines the training scripts print (contracts.METRIC_LINE_FORMAT), per job.
+METRICS = {
+    "retrieval": ("index_recall_at_10",),
+    "ranker": (
+        "two_stage_HR@10",
+        "two_stage_NDCG@10",
+        "two_stage_HR@20",
+        "two_stage_NDCG@20",
+        "retrieval_NDCG@10",
+        "candidate_recall",
+    ),
+}
 PIPELINE_LAMBDA_TIMEOUT_S = 900  # loading a large catalogue into DynamoDB takes minutes
 ROLLOUT_POLL_S = 60
+
+
+def metric_regex(name: str) -> str:
+    """The SageMaker metric regex for one ``METRIC name=value`` line."""
+    return "METRIC " + re.escape(name) + "=([-+0-9.eE]+)"
 
 
 def _hyperparameters(script: str, source_uri: str, region: str, extra: Mapping[str, Any]) -> dict:
@@ -306,8 +324,8 @@ class TrainingPipeline(Construct):
                 training_image=tasks.DockerImage.from_registry(image_uri),
                 training_input_mode=tasks.InputMode.FILE,
                 metric_definitions=[
-                    tasks.MetricDefinition(name=name, regex=rf"METRIC {name}=([0-9.]+)")
-                    for name in ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
+                    tasks.MetricDefinition(name=name, regex=metric_regex(name))
+                    for name in METRICS[job_suffix]
                 ],
             ),
             hyperparameters=_hyperparameters(script, source_uri, cfg.region, hyperparameters),
