@@ -64,6 +64,39 @@ def test_upload_and_channel_download_round_trip(embedded, tmp_path):
     assert (dest / "events.csv").read_text() == src.read_text()
 
 
+def test_transactions_still_roll_back_with_the_cheap_backups(embedded):
+    """The embedded AWS backs up only the addressed items (moto deep-copies whole tables, seconds
+    per event at demo size): a cancelled transaction must still leave every item as it was."""
+    _, res = embedded
+    url = res.endpoint_url
+    table_name = res.table_names["users"]
+    resource = boto3.resource("dynamodb", **local_aws.client_kwargs(url))
+    with resource.Table(table_name).batch_writer() as writer:
+        for n in range(50):
+            writer.put_item(Item={"userId": f"u{n}", "recentItems": [f"i{k}" for k in range(20)],
+                                  "version": 1})
+    client = boto3.client("dynamodb", **local_aws.client_kwargs(url))
+
+    def update(user: str, expected_version: int) -> dict:
+        return {"Update": {
+            "TableName": table_name, "Key": {"userId": {"S": user}},
+            "UpdateExpression": "SET version = :next, recentItems = :items",
+            "ConditionExpression": "version = :prev",
+            "ExpressionAttributeValues": {":next": {"N": "2"}, ":prev": {"N": str(expected_version)},
+                                          ":items": {"L": [{"S": "new"}]}}}}
+
+    client.transact_write_items(TransactItems=[update("u1", 1)])
+    assert client.get_item(TableName=table_name, Key={"userId": {"S": "u1"}})["Item"]["version"] == {"N": "2"}
+
+    # u2 would succeed, u3's condition fails: neither is written
+    with pytest.raises(client.exceptions.TransactionCanceledException):
+        client.transact_write_items(TransactItems=[update("u2", 1), update("u3", 7)])
+    for user in ("u2", "u3"):
+        row = client.get_item(TableName=table_name, Key={"userId": {"S": user}})["Item"]
+        assert row["version"] == {"N": "1"} and len(row["recentItems"]["L"]) == 20
+    assert client.scan(TableName=table_name, Select="COUNT")["Count"] == 50
+
+
 def test_health_check_reports_up_then_down(embedded):
     child, resources = embedded  # the last test of the module to use it: it stops it
     url = resources.endpoint_url

@@ -7,9 +7,11 @@ runs the same commands through :func:`main`.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import Any, Optional
 
@@ -163,8 +165,14 @@ def run_up(args: argparse.Namespace) -> int:
     except PortInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = 2
-    except (StackError, TrainingFailed, ChildFailed, OSError, ValueError, ImportError) as exc:
+    except (StackError, TrainingFailed, ChildFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        status = 1
+    except Exception as exc:  # one clear line; the traceback only on request
+        if os.environ.get("RECSYS_DEBUG"):
+            traceback.print_exc()
+        print(f"error: {type(exc).__name__}: {exc} (set RECSYS_DEBUG=1 for the traceback)",
+              file=sys.stderr)
         status = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)

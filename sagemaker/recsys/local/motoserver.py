@@ -11,10 +11,71 @@ import logging
 import signal
 import sys
 import threading
-from typing import Optional
+from typing import Any, Optional
 
 from recsys.local.ports import PortInUse, bind_listener
 from recsys.local.processes import READY_PREFIX, die_with_parent
+
+
+def cheap_transaction_backups() -> None:
+    """Make moto's TransactWriteItems back up only the items a transaction addresses.
+
+    moto deep-copies every table a transaction touches so it can roll back; with a few thousand
+    user histories that is seconds per ``POST /events``, past the handlers' DynamoDB timeout.
+    The backup here deep-copies the addressed items and shares the others (a transaction
+    cannot change an item it does not address), so a failed transaction still rolls back to
+    exactly the state before it.
+    """
+    import copy
+    import threading
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    addressed = threading.local()
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list) -> None:
+        keys: dict = {}
+        for item in transact_items:
+            op = next(iter(item.values()), None) or {}
+            table = self.tables.get(op.get("TableName") or "")
+            key = op.get("Key") or op.get("Item") or {}
+            if table is not None and table.hash_key_attr in key:
+                keys.setdefault(table.name, set()).add(DynamoType(key[table.hash_key_attr]))
+        addressed.keys = keys
+        try:
+            original(self, transact_items)
+        finally:
+            addressed.keys = None
+
+    def backup(table: Any) -> Any:
+        touched = addressed.keys.get(table.name, set())
+        clone = copy.copy(table)
+        clone.items = copy.copy(table.items)
+        for hash_key in touched:
+            if hash_key in table.items:
+                clone.items[hash_key] = copy.deepcopy(table.items[hash_key])
+        if table.range_key_attr is not None:  # {hash: {range: item}}: new range keys may appear
+            for hash_key, inner in table.items.items():
+                if hash_key not in touched:
+                    clone.items[hash_key] = dict(inner)
+        return clone
+
+    class CopyModule:
+        """``copy`` for moto's dynamodb models: table backups as above, the rest unchanged."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+        def deepcopy(self, obj: Any, memo: Optional[dict] = None) -> Any:
+            if isinstance(obj, Table) and getattr(addressed, "keys", None) is not None:
+                return backup(obj)
+            return copy.deepcopy(obj, memo)
+
+    models.copy = CopyModule()  # type: ignore[assignment]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -39,6 +100,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     from werkzeug.serving import make_server
 
+    cheap_transaction_backups()
     app = DomainDispatcherApplication(create_backend_app)
     # werkzeug serves our socket (it would print a paragraph and exit on a taken port itself)
     server = make_server(args.host, sock.getsockname()[1], app, threaded=True,
