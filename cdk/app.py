@@ -10,18 +10,16 @@ without the CDK CLI reads ``cdk.json``'s context itself.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recsys_infra
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambdas"))  # recsys_lambdas contracts
 
-from aws_cdk import App, Validations  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
-
-from recsys_infra import config  # noqa: E402
-from recsys_infra.stacks import build  # noqa: E402
+from aws_cdk import App, Validations
+from cdk_nag import AwsSolutionsChecks
+from recsys_infra import config
+from recsys_infra.stacks import build
 
 
 def main() -> int:
@@ -42,8 +40,8 @@ def main() -> int:
     except config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if os.environ.get("RECSYS_SKIP_NAG") != "1":
-        Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    # cdk-nag's AwsSolutions pack: any unacknowledged finding fails the synth (and the deploy).
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()
     return 0
 

@@ -12,13 +12,12 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
-
-from recsys_infra.nag import acknowledge
+from recsys_lambdas import contracts, routes
 
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.functions import FunctionSpec, RecsysFunction, log_retention, removal_policy
+from recsys_infra.nag import acknowledge
 from recsys_infra.openapi_models import load_openapi, operation_validation
-from recsys_lambdas import contracts, routes
 
 STAGE_NAME = "v1"
 _READ = ["dynamodb:GetItem", "dynamodb:BatchGetItem"]

@@ -17,9 +17,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from recsys_infra.nag import acknowledge
-
 from recsys_infra.config import REPO_ROOT, EnvironmentConfig
+from recsys_infra.nag import acknowledge
 
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
 RUNTIME = lambda_.Runtime.PYTHON_3_11  # matches the Powertools layer below (python311)

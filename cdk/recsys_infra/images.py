@@ -21,7 +21,7 @@ TRAINING_SCRIPTS = {"retrieval": "train_retrieval.py", "ranker": "train_ranker.p
 INFERENCE_SCRIPT = "inference.py"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sdk_image_table(framework: str) -> dict:
     """The SageMaker SDK's bundled image table (``sagemaker/core/image_uri_config/<fw>.json``).
 
@@ -80,7 +80,7 @@ def image_repository_arn(image_uri: str) -> str:
     return f"arn:{partition}:ecr:{region}:{account}:repository/{repository}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source_tarball() -> Path:
     """Build ``sourcedir.tar.gz`` of ``sagemaker/`` once per process (deterministic bytes)."""
     out_dir = Path(tempfile.gettempdir()) / f"recsys-sagemaker-source-{os.getpid()}"

@@ -27,8 +27,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
-
-from recsys_infra.nag import acknowledge, finding
+from recsys_lambdas import contracts
 
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.images import (
@@ -37,7 +36,7 @@ from recsys_infra.images import (
     image_repository_arn,
     sklearn_image_uri,
 )
-from recsys_lambdas import contracts
+from recsys_infra.nag import acknowledge, finding
 
 VARIANT_NAME = "AllTraffic"  # stable: autoscaling and alarms address the variant by name
 MODEL_DATA_PARAMETER = "ModelDataUrl"

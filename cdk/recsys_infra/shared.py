@@ -14,9 +14,9 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+from recsys_lambdas import contracts
 
 from recsys_infra.config import EnvironmentConfig
-from recsys_lambdas import contracts
 
 EVENTS_BUCKET = "events"
 ARTIFACTS_BUCKET = "artifacts"

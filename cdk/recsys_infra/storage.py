@@ -11,13 +11,12 @@ from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-
-from recsys_infra.nag import acknowledge, finding
+from recsys_lambdas import contracts
 
 from recsys_infra.config import EnvironmentConfig
-from recsys_infra.shared import ACCESS_LOGS_BUCKET, ARTIFACTS_BUCKET, EVENTS_BUCKET
 from recsys_infra.functions import log_retention, removal_policy
-from recsys_lambdas import contracts
+from recsys_infra.nag import acknowledge, finding
+from recsys_infra.shared import ACCESS_LOGS_BUCKET, ARTIFACTS_BUCKET, EVENTS_BUCKET
 
 FIREHOSE_ERRORS_PREFIX = "firehose-errors/"  # outside events/: training never reads failures
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from aws_cdk import ArnFormat, Duration, Size, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -27,9 +28,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
+from recsys_lambdas import contracts
+from recsys_lambdas.pipeline import gate, promote
 
 from recsys_infra.config import EnvironmentConfig
-from recsys_infra.nag import acknowledge, finding
 from recsys_infra.functions import FunctionSpec, RecsysFunction, log_retention, removal_policy
 from recsys_infra.images import (
     TRAINING_SCRIPTS,
@@ -37,8 +39,7 @@ from recsys_infra.images import (
     image_repository_arn,
     sklearn_image_uri,
 )
-from recsys_lambdas import contracts
-from recsys_lambdas.pipeline import gate, promote
+from recsys_infra.nag import acknowledge, finding
 
 # The METRIC lines the training scripts print (contracts.METRIC_LINE_FORMAT), per job.
 METRICS = {
@@ -64,7 +65,7 @@ def metric_regex(name: str) -> str:
 def _hyperparameters(script: str, source_uri: str, region: str, extra: Mapping[str, Any]) -> dict:
     """Framework-container hyperparameters, JSON-encoded as the SageMaker SDK sends them."""
     values = {
-        **{k: v for k, v in extra.items()},
+        **dict(extra.items()),
         "sagemaker_program": script,
         "sagemaker_submit_directory": source_uri,
         "sagemaker_region": region,

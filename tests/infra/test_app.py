@@ -11,7 +11,7 @@ from infra_env import REPO, clean_env
 
 def test_cdk_json_app_synthesises_without_credentials(app_subprocess):
     proc, outdir = app_subprocess
-    stdout, stderr = proc.communicate(timeout=600)
+    _stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
     app = json.loads((REPO / "cdk.json").read_text())["app"]
     assert app.endswith("cdk/app.py")

@@ -168,7 +168,10 @@ def test_model_runs_inference_py_from_the_packaged_sources_in_the_sklearn_image(
     assert env["SAGEMAKER_PROGRAM"] == "inference.py"
     # the deterministic tar.gz of sagemaker/, published as a file asset (CDK keeps ".gz" only;
     # the framework containers open it as a gzipped tar whatever its name)
-    assert re.fullmatch(r"s3://cdk-[a-z0-9]+-assets-\$\{AWS::AccountId\}-us-east-1/[0-9a-f]{64}\.gz", env["SAGEMAKER_SUBMIT_DIRECTORY"]["Fn::Sub"])
+    assert re.fullmatch(
+        r"s3://cdk-[a-z0-9]+-assets-\$\{AWS::AccountId\}-us-east-1/[0-9a-f]{64}\.gz",
+        env["SAGEMAKER_SUBMIT_DIRECTORY"]["Fn::Sub"],
+    )
 
 
 # --- training pipeline ----------------------------------------------------------------------

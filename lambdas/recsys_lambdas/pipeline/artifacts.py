@@ -8,11 +8,10 @@ bucket, which the evaluation gate reads as "the serving model".
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from collections.abc import Iterator
-from typing import IO, Any, Dict, List, Optional, Tuple
+from typing import IO, Any, Optional
 
 from recsys_lambdas import contracts
 
@@ -26,7 +25,7 @@ class ArtifactError(ValueError):
     """The training output is missing or malformed; the message names the object and member."""
 
 
-def split_s3_uri(uri: str) -> Tuple[str, str]:
+def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key`` -> ``(bucket, key)``.
 
     Raises:
@@ -54,7 +53,7 @@ def output_data_url(model_data_url: str) -> str:
     return model_data_url[: -len("model.tar.gz")] + "output.tar.gz"
 
 
-def _open_tar_stream(s3: Any, uri: str) -> Tuple[IO[bytes], tarfile.TarFile]:
+def _open_tar_stream(s3: Any, uri: str) -> tuple[IO[bytes], tarfile.TarFile]:
     bucket, key = split_s3_uri(uri)
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
@@ -71,7 +70,7 @@ def _member_name(name: str) -> str:
     return name[2:] if name.startswith("./") else name
 
 
-def read_manifest(s3: Any, archive_uri: str) -> Dict[str, Any]:
+def read_manifest(s3: Any, archive_uri: str) -> dict[str, Any]:
     """``manifest.json`` from a tar.gz in S3 (``output.tar.gz`` or ``model.tar.gz``).
 
     Raises:
@@ -101,13 +100,19 @@ def read_manifest(s3: Any, archive_uri: str) -> Dict[str, Any]:
     raise ArtifactError(f"{archive_uri} holds no {MANIFEST_NAME}")
 
 
-def iter_jsonl(stream: IO[bytes], where: str) -> Iterator[Dict[str, Any]]:
+def iter_jsonl(stream: IO[bytes], where: str) -> Iterator[dict[str, Any]]:
     """Parse JSON Lines, skipping blank lines.
 
     Raises:
         ArtifactError: A line is not a JSON object; ``where`` and the line number are named.
     """
-    for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), start=1):
+    # readline on the raw member: a TextIOWrapper would need a seekable stream, which a
+    # tar read in stream mode is not.
+    for number, raw in enumerate(iter(stream.readline, b""), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ArtifactError(f"{where} line {number}: not UTF-8 ({exc})") from None
         if not line.strip():
             continue
         try:
@@ -119,7 +124,7 @@ def iter_jsonl(stream: IO[bytes], where: str) -> Iterator[Dict[str, Any]]:
         yield record
 
 
-def iter_batch_files(s3: Any, archive_uri: str) -> Iterator[Tuple[str, Iterator[Dict[str, Any]]]]:
+def iter_batch_files(s3: Any, archive_uri: str) -> Iterator[tuple[str, Iterator[dict[str, Any]]]]:
     """Stream the ``batch/*.jsonl`` files of an ``output.tar.gz``: ``(name, records)`` pairs.
 
     ``name`` is ``users``, ``items`` or ``recommendations``; consume each ``records`` iterator
@@ -130,7 +135,7 @@ def iter_batch_files(s3: Any, archive_uri: str) -> Iterator[Tuple[str, Iterator[
             the files that are present were yielded).
     """
     wanted = {f"{contracts.BATCH_OUTPUT_DIR}/{name}.jsonl": name for name in BATCH_FILES}
-    seen: List[str] = []
+    seen: list[str] = []
     body, tar = _open_tar_stream(s3, archive_uri)
     try:
         for member in tar:
@@ -149,7 +154,7 @@ def iter_batch_files(s3: Any, archive_uri: str) -> Iterator[Tuple[str, Iterator[
         raise ArtifactError(f"{archive_uri} lacks {', '.join(sorted(missing))}")
 
 
-def read_serving_record(s3: Any, bucket: str) -> Optional[Dict[str, Any]]:
+def read_serving_record(s3: Any, bucket: str) -> Optional[dict[str, Any]]:
     """The record of the serving model (``models/serving.json``), or None before the first one.
 
     Raises:
@@ -168,7 +173,7 @@ def read_serving_record(s3: Any, bucket: str) -> Optional[Dict[str, Any]]:
     return record
 
 
-def write_serving_record(s3: Any, bucket: str, record: Dict[str, Any]) -> None:
+def write_serving_record(s3: Any, bucket: str, record: dict[str, Any]) -> None:
     """Record the model that now serves (read by the next run's evaluation gate)."""
     s3.put_object(
         Bucket=bucket,

@@ -9,8 +9,9 @@ yet, any valid candidate is promoted.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Optional
 
 from recsys_lambdas.pipeline import artifacts
 from recsys_lambdas.pipeline.artifacts import ArtifactError
@@ -101,7 +102,7 @@ def decide(
     )
 
 
-def evaluate(s3: Any, bucket: str, model_data_url: str, tolerance: float) -> Dict[str, Any]:
+def evaluate(s3: Any, bucket: str, model_data_url: str, tolerance: float) -> dict[str, Any]:
     """Read both manifests from S3 and decide.
 
     Args:
@@ -136,13 +137,13 @@ def evaluate(s3: Any, bucket: str, model_data_url: str, tolerance: float) -> Dic
     return {**asdict(decision), "candidate": candidate, "serving": serving}
 
 
-def _summary(manifest: Mapping[str, Any]) -> Dict[str, Any]:
+def _summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """What the next gate needs of this manifest (the state stays well below 256 KB)."""
     keys = ("model_version", "format_version", "offline_metrics", "index", "training_data")
     return {k: manifest[k] for k in keys if k in manifest}
 
 
-def handler(event: Mapping[str, Any], context: Any = None) -> Dict[str, Any]:
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Step Functions task: ``{"modelDataUrl": "s3://.../model.tar.gz"}`` -> the decision."""
     import boto3
 

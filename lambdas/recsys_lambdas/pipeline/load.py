@@ -10,12 +10,13 @@ table (including the popular-items row, ``userId == contracts.POPULAR_USER_ID``)
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional
 
 from botocore.exceptions import ClientError
 
@@ -56,9 +57,9 @@ def _string(record: Mapping[str, Any], key: str, where: str, *, required: bool =
     return value
 
 
-def item_row(record: Mapping[str, Any], where: str) -> Dict[str, Any]:
+def item_row(record: Mapping[str, Any], where: str) -> dict[str, Any]:
     """An items-table row from a ``batch/items.jsonl`` record (extra scalar fields kept)."""
-    row: Dict[str, Any] = {contracts.ITEMS.partition_key: _string(record, "itemId", where)}
+    row: dict[str, Any] = {contracts.ITEMS.partition_key: _string(record, "itemId", where)}
     row["title"] = _string(record, "title", where, required=False)
     row["category"] = _string(record, "category", where, required=False)
     for key in ("popularity", "trend"):
@@ -73,7 +74,7 @@ def item_row(record: Mapping[str, Any], where: str) -> Dict[str, Any]:
     return row
 
 
-def recommendation_row(record: Mapping[str, Any], where: str, expires_at: int) -> Dict[str, Any]:
+def recommendation_row(record: Mapping[str, Any], where: str, expires_at: int) -> dict[str, Any]:
     """A batch-recommendations row from a ``batch/recommendations.jsonl`` record."""
     items = record.get("items")
     if not isinstance(items, list):
@@ -96,7 +97,7 @@ def recommendation_row(record: Mapping[str, Any], where: str, expires_at: int) -
     }
 
 
-def user_history(record: Mapping[str, Any], where: str) -> Tuple[str, List[Tuple[str, float]]]:
+def user_history(record: Mapping[str, Any], where: str) -> tuple[str, list[tuple[str, float]]]:
     """``(userId, [(itemId, timestamp), ...])`` from a ``batch/users.jsonl`` record."""
     user_id = _string(record, "userId", where)
     items = record.get("recentItems")
@@ -115,8 +116,8 @@ def user_history(record: Mapping[str, Any], where: str) -> Tuple[str, List[Tuple
 
 
 def merge_history(
-    stored: Sequence[Tuple[str, float]], batch: Sequence[Tuple[str, float]], limit: int
-) -> List[Tuple[str, float]]:
+    stored: Sequence[tuple[str, float]], batch: Sequence[tuple[str, float]], limit: int
+) -> list[tuple[str, float]]:
     """Union of two histories ordered by time, duplicates (same item, same time) once, newest
     ``limit`` kept. The stored history may hold events newer than the training data."""
     seen = set()
@@ -128,15 +129,17 @@ def merge_history(
     return merged[-limit:]
 
 
-def _stored_histories(table: Any, user_ids: List[str]) -> Dict[str, Dict[str, Any]]:
+def _stored_histories(table: Any, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Current rows of ``user_ids`` (consistent reads, 100 per call, unprocessed keys retried)."""
     key = contracts.USERS.partition_key
-    resource = table.meta.client
-    out: Dict[str, Dict[str, Any]] = {}
-    pending = {table.name: {"Keys": [{key: {"S": u}} for u in user_ids], "ConsistentRead": True}}
+    # The resource's client (de)serialises Python values, like the Table API.
+    client = table.meta.client
+    out: dict[str, dict[str, Any]] = {}
+    pending = {table.name: {"Keys": [{key: u} for u in user_ids], "ConsistentRead": True}}
     for attempt in range(10):
-        resp = resource.batch_get_item(RequestItems=pending)
+        resp = client.batch_get_item(RequestItems=pending)
         for row in resp.get("Responses", {}).get(table.name, []):
-            out[row[key]["S"]] = row
+            out[row[key]] = row
         pending = resp.get("UnprocessedKeys") or {}
         if not pending:
             return out
@@ -144,26 +147,26 @@ def _stored_histories(table: Any, user_ids: List[str]) -> Dict[str, Dict[str, An
     raise RuntimeError(f"DynamoDB table {table.name}: BatchGetItem kept returning unprocessed keys")
 
 
-def _history_of(row: Optional[Dict[str, Any]]) -> Tuple[List[Tuple[str, float]], Optional[int]]:
+def _history_of(row: Optional[dict[str, Any]]) -> tuple[list[tuple[str, float]], Optional[int]]:
     if not row:
         return [], None
-    items = [v["S"] for v in row.get("recentItems", {}).get("L", []) if "S" in v]
-    stamps = [float(v["N"]) for v in row.get("recentTimestamps", {}).get("L", []) if "N" in v]
-    if len(stamps) != len(items):
+    items = [str(i) for i in row.get("recentItems") or []]
+    stamps = [float(t) for t in row.get("recentTimestamps") or []]
+    if len(stamps) != len(items):  # rows from older writers may lack timestamps
         stamps = [0.0] * len(items)
-    version = int(row["version"]["N"]) if "version" in row else None
+    version = int(row["version"]) if "version" in row else None
     return list(zip(items, stamps)), version
 
 
 def _write_history(
     table: Any,
     user_id: str,
-    history: List[Tuple[str, float]],
+    history: list[tuple[str, float]],
     version: Optional[int],
     now: float,
 ) -> bool:
     """Conditional write (same optimistic ``version`` protocol as the events API); False on conflict."""
-    values: Dict[str, Any] = {
+    values: dict[str, Any] = {
         ":items": [item for item, _ in history],
         ":ts": [Decimal(repr(ts)) for _, ts in history],
         ":now": Decimal(str(round(now, 3))),
@@ -194,7 +197,7 @@ def _write_history(
 
 def _load_users(table: Any, records: Iterable[Mapping[str, Any]], now: float, where: str) -> int:
     count = 0
-    chunk: Dict[str, List[Tuple[str, float]]] = {}
+    chunk: dict[str, list[tuple[str, float]]] = {}
 
     def flush() -> None:
         stored = _stored_histories(table, list(chunk))
@@ -225,7 +228,7 @@ def _load_users(table: Any, records: Iterable[Mapping[str, Any]], now: float, wh
 def _put_all(
     table: Any,
     records: Iterable[Mapping[str, Any]],
-    to_row: Callable[[Mapping[str, Any], str], Dict[str, Any]],
+    to_row: Callable[[Mapping[str, Any], str], dict[str, Any]],
     where: str,
 ) -> int:
     count = 0
@@ -245,7 +248,7 @@ def load_records(
     records: Mapping[str, Iterable[Mapping[str, Any]]],
     *,
     now: Optional[float] = None,
-) -> Dict[str, int]:
+) -> dict[str, int]:
     """Write batch records into the feature store tables.
 
     Args:
@@ -265,7 +268,7 @@ def load_records(
         KeyError: No table name was given for a key of ``records``.
     """
     now = time.time() if now is None else float(now)
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for name, rows in records.items():
         if name not in TABLE_FOR_RECORDS:
             raise ArtifactError(
@@ -286,12 +289,12 @@ def load_records(
         else:
             expires = int(now) + contracts.BATCH_TTL_DAYS * 86400
             counts[name] = _put_all(
-                table, rows, lambda r, w: recommendation_row(r, w, expires), where
+                table, rows, functools.partial(recommendation_row, expires_at=expires), where
             )
     return counts
 
 
-def table_names_from_env(env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+def table_names_from_env(env: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """``{"users": ..., "items": ..., "recommendations": ...}`` from the Lambda's environment."""
     env = os.environ if env is None else env
     missing = [var for var in ENV_TABLES.values() if not env.get(var)]
@@ -302,15 +305,15 @@ def table_names_from_env(env: Optional[Mapping[str, str]] = None) -> Dict[str, s
 
 def load_from_s3(
     s3: Any, dynamodb_resource: Any, table_names: Mapping[str, str], output_data_url: str
-) -> Dict[str, int]:
+) -> dict[str, int]:
     """Stream ``batch/*.jsonl`` out of a job's ``output.tar.gz`` into the tables."""
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for name, rows in artifacts.iter_batch_files(s3, output_data_url):
         counts.update(load_records(dynamodb_resource, table_names, {name: rows}))
     return counts
 
 
-def handler(event: Mapping[str, Any], context: Any = None) -> Dict[str, Any]:
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Step Functions task: ``{"outputDataUrl": "s3://.../output.tar.gz"}`` -> counts."""
     import boto3
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Any, Dict, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from botocore.exceptions import ClientError
 
@@ -48,7 +49,7 @@ def _candidate_url(candidate: Mapping[str, Any]) -> str:
 
 def record_serving(
     s3: Any, bucket: str, candidate: Mapping[str, Any], mode: str, now: Optional[dt.datetime] = None
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Write ``models/serving.json`` for ``candidate`` and return the record."""
     record = {
         "modelDataUrl": candidate.get("modelDataUrl"),
@@ -62,7 +63,7 @@ def record_serving(
     return record
 
 
-def _describe(cfn: Any, stack_name: str) -> Dict[str, Any]:
+def _describe(cfn: Any, stack_name: str) -> dict[str, Any]:
     try:
         return cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     except ClientError as exc:
@@ -78,7 +79,7 @@ def _parameter(stack: Mapping[str, Any], key: str) -> Optional[str]:
 
 def update_parameters(
     stack: Mapping[str, Any], model_data_url: str, model_version: str
-) -> List[Dict[str, Any]]:
+) -> list[dict[str, Any]]:
     """The ``Parameters`` of the UpdateStack call: the model ones set, every other one kept.
 
     Raises:
@@ -90,7 +91,7 @@ def update_parameters(
             f"stack {stack.get('StackName')!r} has no {MODEL_DATA_PARAMETER} parameter; is it "
             "the serving stack?"
         )
-    out: List[Dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
     for key in keys:
         if key == MODEL_DATA_PARAMETER:
             out.append({"ParameterKey": key, "ParameterValue": model_data_url})
@@ -110,7 +111,7 @@ def start(
     candidate: Mapping[str, Any],
     role_arn: str = "",
     now: Optional[dt.datetime] = None,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Start promoting ``candidate``.
 
     Args:
@@ -136,7 +137,7 @@ def start(
     if status.endswith("_IN_PROGRESS"):
         raise PromotionError(f"serving stack {stack_name} is busy ({status}); try again later")
     params = update_parameters(stack, url, str(candidate.get("modelVersion", "")))
-    kwargs: Dict[str, Any] = {
+    kwargs: dict[str, Any] = {
         "StackName": stack_name,
         "UsePreviousTemplate": True,
         "Parameters": params,
@@ -170,7 +171,7 @@ def check(
     bucket: str,
     candidate: Mapping[str, Any],
     now: Optional[dt.datetime] = None,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Poll a started promotion.
 
     Returns:
@@ -202,7 +203,7 @@ def check(
     return {**base, "status": FAILED, "reason": f"serving stack {stack_name} is {status}: {reason}"}
 
 
-def handler(event: Mapping[str, Any], context: Any = None) -> Dict[str, Any]:
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Step Functions task: ``{"action": "start" | "check", "candidate": {...}}``."""
     import boto3
 
