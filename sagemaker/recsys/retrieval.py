@@ -223,8 +223,7 @@ class RetrievalModel:
         if self.index is None or rows == 0:
             return np.full((rows, 0), -1, np.int64), np.zeros((rows, 0), np.float32)
         k = max(1, min(k, self.index.get_current_count()))
-        if self.index.ef < k:
-            self.index.set_ef(k)
+        self.index.set_ef(max(self.params.ef, k))  # ef >= k, or hnswlib cannot return k results
         labels, dist = self.index.knn_query(queries, k=k)
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
 

@@ -138,7 +138,8 @@ def generate(
         last = -1
         session = 0
         remaining = int(counts[u])
-        while remaining > 0:
+        failures = 0
+        while remaining > 0 and failures < 50:
             session += 1
             taste = 0.85 * taste + 0.15 * rng.dirichlet(np.full(n_cat, 0.3))
             session_len = int(min(remaining, 1 + rng.geometric(0.25)))
@@ -162,7 +163,11 @@ def generate(
                         item = cand
                         break
                 if item < 0:
+                    failures += 1  # the user has seen most of what is available: stop early
+                    if failures >= 50:
+                        break
                     continue
+                failures = 0
                 seen.add(item)
                 events.append((f"u{u:05d}", f"i{item:05d}", int(START + t), "click", f"u{u:05d}-s{session}"))
                 last = item

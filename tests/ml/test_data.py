@@ -1,0 +1,92 @@
+"""The events/items loaders: formats, bad rows, thresholds, empty input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from recsys import data
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_and_jsonl_give_the_same_events(tmp_path):
+    csv_file = write(tmp_path / "e.csv", "user_id,item_id,timestamp\nu1,a,10\nu1,b,2024-01-01T00:00:00Z\nu2,a,5\n")
+    jsonl = write(tmp_path / "e.jsonl", "\n".join(json.dumps(r) for r in [
+        {"user_id": "u1", "item_id": "a", "timestamp": 10},
+        {"user_id": "u1", "item_id": "b", "timestamp": "2024-01-01T00:00:00Z"},
+        {"user_id": "u2", "item_id": "a", "timestamp": 5},
+    ]))
+    a, b = data.load_events(csv_file), data.load_events(jsonl)
+    assert list(a.user_ids) == list(b.user_ids) == ["u1", "u1", "u2"]
+    assert list(a.timestamps) == list(b.timestamps) == [10.0, 1704067200.0, 5.0]
+
+
+def test_gzip_and_directories_are_read(tmp_path):
+    d = tmp_path / "channel"
+    d.mkdir()
+    with gzip.open(d / "part-1.csv.gz", "wt") as f:
+        f.write("user_id,item_id,timestamp\nu1,a,1\n")
+    write(d / "part-2", '{"user_id": "u2", "item_id": "b", "timestamp": 2}\n')  # Firehose: no extension
+    events = data.load_events(d)
+    assert sorted(events.user_ids) == ["u1", "u2"]
+
+
+def test_bad_rows_are_counted_skipped_and_reported(tmp_path):
+    rows = ["user_id,item_id,timestamp,weight"] + [f"u{i},i{i % 7},{i},1" for i in range(300)]
+    rows += [",i1,5,1", "u1,i1,yesterday,1", "u1,i1,5,-2"]
+    events = data.load_events(write(tmp_path / "e.csv", "\n".join(rows)), max_bad_fraction=0.05)
+    assert len(events) == 300
+    assert events.report.bad_rows == 3
+    assert any("line 302: user_id is missing" in e for e in events.report.examples)
+    assert any("'yesterday' is neither Unix seconds nor ISO-8601" in e for e in events.report.examples)
+    assert any("weight" in e for e in events.report.examples)
+
+
+def test_too_many_bad_rows_fail_with_a_clear_message(tmp_path):
+    rows = ["user_id,item_id,timestamp"] + ["u1,a,1"] * 50 + ["u1,a,never"] * 2
+    with pytest.raises(data.DataError, match=r"2 of 52 event rows are bad \(3.8% > the 1.0% threshold\)"):
+        data.load_events(write(tmp_path / "e.csv", "\n".join(rows)))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "no valid event rows"),
+    ("user_id,item_id,timestamp\n", "no valid event rows"),
+    ("user,item,time\nu1,a,1\n", r"lacks required column\(s\) \['user_id', 'item_id', 'timestamp'\]"),
+    ("{not json\n", "no valid event rows .*invalid JSON"),
+])
+def test_empty_or_malformed_files_are_clear_errors(tmp_path, content, message):
+    with pytest.raises(data.DataError, match=message):
+        data.load_events(write(tmp_path / "e.csv", content))
+
+
+def test_missing_file_and_binary_file(tmp_path):
+    with pytest.raises(data.DataError, match="file not found"):
+        data.load_events(tmp_path / "nope.csv")
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00\x01garbage")
+    with pytest.raises(data.DataError, match="not UTF-8"):
+        data.load_events(tmp_path / "bin.csv")
+
+
+def test_items_loader_keeps_attributes_and_rejects_duplicates(tmp_path):
+    f = write(tmp_path / "items.csv", "item_id,title,category,year\na,Alpha,Drama,1999\nb,Beta,,\n" + "a,Again,X,1\n")
+    with pytest.raises(data.DataError, match="item_id 'a' appears again"):
+        data.load_items(f)
+    items = data.load_items(f, max_bad_fraction=0.5)
+    assert items.item_ids == ["a", "b"]
+    assert items.attributes[0] == {"year": "1999"}
+    assert items.categories == ["Drama", ""]
+
+
+def test_encode_orders_by_time_and_keeps_file_order_on_ties(tmp_path):
+    f = write(tmp_path / "e.csv", "user_id,item_id,timestamp\nu1,c,5\nu1,a,1\nu1,b,5\nu2,a,1\n")
+    seqs = data.encode(data.load_events(f))
+    names = [[seqs.item_ids[i] for i in s] for s in seqs.items]
+    assert seqs.user_ids == ["u1", "u2"]
+    assert names == [["a", "c", "b"], ["a"]]
