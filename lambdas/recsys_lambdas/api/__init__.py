@@ -1,0 +1,1 @@
+"""Lambda handlers, one per route group (see ``recsys_lambdas.routes``)."""

@@ -1,0 +1,73 @@
+"""The durable event log: JSON Lines records to a Firehose delivery stream (S3 under
+``contracts.EVENTS_PREFIX``), in the events contract training reads (``user_id``, ``item_id``,
+``timestamp``, ``event_type``, ``session_id``, plus ``event_id`` so training can drop the
+duplicates an at-least-once log may hold).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any, Callable, Dict, List, Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+MAX_ATTEMPTS = 3  # per record, for records Firehose reports as failed
+BACKOFF_S = 0.05
+
+
+def log_record(event: Dict[str, Any], *, user_id: str, session_id: str, tracking_id: str,
+               received_at: float) -> Dict[str, Any]:
+    """One training-log row for a validated PutEvents event."""
+    row: Dict[str, Any] = {
+        "user_id": user_id,
+        "item_id": event["itemId"],
+        "timestamp": event["sentAt"],
+        "event_type": event["eventType"],
+        "session_id": session_id,
+        "event_id": event["eventId"],
+        "tracking_id": tracking_id,
+        "received_at": round(received_at, 3),
+    }
+    for src, dst in (("eventValue", "event_value"), ("recommendationId", "recommendation_id"),
+                     ("impression", "impression"), ("properties", "properties")):
+        if src in event:
+            row[dst] = event[src]
+    return row
+
+
+def put_records(firehose: Any, stream: str, rows: Sequence[Dict[str, Any]],
+                sleep: Callable[[float], None] = time.sleep) -> List[str]:
+    """Write ``rows`` durably; return one error string per row (``""`` for a durable row).
+
+    Firehose acknowledges each record separately: records it reports as failed are retried (up
+    to ``MAX_ATTEMPTS``), the rest are not sent twice. A whole-call failure marks every pending
+    row failed with the error code.
+    """
+    errors = ["pending"] * len(rows)
+    pending = list(range(len(rows)))
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            sleep(random.uniform(0, BACKOFF_S * (2 ** attempt)))
+        try:
+            resp = firehose.put_record_batch(
+                DeliveryStreamName=stream,
+                Records=[{"Data": (json.dumps(rows[i], separators=(",", ":")) + "\n").encode("utf-8")}
+                         for i in pending])
+        except (ClientError, BotoCoreError) as exc:
+            code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__
+            for i in pending:
+                errors[i] = code
+            continue
+        still: List[int] = []
+        for i, result in zip(pending, resp.get("RequestResponses", [])):
+            if result.get("ErrorCode"):
+                errors[i] = f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}".strip(": ")
+                still.append(i)
+            else:
+                errors[i] = ""
+        pending = still
+        if not pending:
+            break
+    return errors

@@ -1,0 +1,539 @@
+"""The API's logic as plain functions: validated request dict in, result out.
+
+Every function takes a :class:`Deps` (settings, AWS clients, a metric sink, a clock), so tests
+drive it with moto-backed clients, Stubbers, or the project's real inference code behind the
+``sagemaker-runtime`` client. Handlers in :mod:`recsys_lambdas.api` only parse and shape.
+
+Degradation (``degraded: true``): when the endpoint errors, throttles, times out, is missing, or
+no endpoint is configured (batch mode), recommendations come from the user's row of the
+batch-recommendations table, topped up from the popular row, with the user's recent history and
+the request's filters applied. DynamoDB throttling past the retry budget is a 503.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from recsys_lambdas import contracts, endpoint_client, events_log, feature_store
+from recsys_lambdas.endpoint_client import EndpointUnavailable, Scored
+from recsys_lambdas.errors import (
+    InvalidInput,
+    NotImplementedByModel,
+    ResourceNotFound,
+    ServiceUnavailable,
+)
+from recsys_lambdas.settings import DEFAULT_NUM_RESULTS, IDEMPOTENCY_TTL_DAYS, Settings
+
+FilterDict = Dict[str, List[str]]
+METADATA_COLUMNS = ("title", "category")
+MAX_HISTORY_TX_ATTEMPTS = 5
+
+
+def _no_metric(name: str, value: float = 1.0) -> None:
+    return None
+
+
+@dataclass
+class Deps:
+    """What the logic needs from the outside world; clients are fetched lazily when provided as
+    factories so that a request that never calls the endpoint never creates its client."""
+
+    settings: Settings
+    ddb_factory: Callable[[], Any]
+    smr_factory: Callable[[], Any] = lambda: None
+    firehose_factory: Callable[[], Any] = lambda: None
+    metric: Callable[..., None] = _no_metric
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    notes: Dict[str, Any] = field(default_factory=dict)  # facts for the handler's log line
+
+    @property
+    def ddb(self) -> Any:
+        return self.ddb_factory()
+
+    @property
+    def smr(self) -> Any:
+        return self.smr_factory()
+
+    @property
+    def firehose(self) -> Any:
+        return self.firehose_factory()
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """An answer: scored items best first, which model answered, and whether it was a fallback."""
+
+    items: Scored
+    model_version: str
+    degraded: bool
+    recommendation_id: str = field(default_factory=lambda: f"RID-{uuid.uuid4()}")
+    metadata: Optional[Dict[str, Dict[str, str]]] = None
+
+
+# --- request pieces -----------------------------------------------------------------------
+
+
+def context_items(context: Optional[Dict[str, str]]) -> Tuple[List[str], Dict[str, str]]:
+    """Split Personalize's string-map ``context`` into the recent items it carries and the rest.
+
+    ``recentItems`` is a JSON array string (``'["i1","i2"]'``) or comma-separated (``'i1,i2'``),
+    oldest first.
+
+    Raises:
+        InvalidInput: ``context.recentItems`` is not a list of item ids.
+    """
+    if not context:
+        return [], {}
+    rest = {k: v for k, v in context.items() if k != "recentItems"}
+    raw = context.get("recentItems")
+    if raw is None or not raw.strip():
+        return [], rest
+    if raw.lstrip().startswith("["):
+        try:
+            items = json.loads(raw)
+        except ValueError:
+            raise InvalidInput("context.recentItems is not a valid JSON array of item ids") from None
+        if not isinstance(items, list) or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in items):
+            raise InvalidInput("context.recentItems must be a JSON array of item id strings (1-256 characters)")
+    else:
+        items = [part.strip() for part in raw.split(",") if part.strip()]
+        if any(len(i) > 256 for i in items):
+            raise InvalidInput("context.recentItems has an item id longer than 256 characters")
+    return items, rest
+
+
+def _filter_value_list(raw: str) -> List[str]:
+    # Personalize filter values look like "\"a\",\"b\""; plain "a,b" is accepted too
+    return [part.strip().strip('"').strip() for part in raw.split(",") if part.strip().strip('"').strip()]
+
+
+def resolve_filters(settings: Settings, request: Dict[str, Any]) -> FilterDict:
+    """Combine the request's ``filter`` extension and its named filter (``filterArn``).
+
+    Raises:
+        ResourceNotFound: ``filterArn`` names no configured filter.
+        InvalidInput: a placeholder of the named filter has no value in ``filterValues``.
+    """
+    out: Dict[str, Set[str]] = {k: set() for k in endpoint_client.FILTER_KEYS}
+    for key, values in (request.get("filter") or {}).items():
+        out[key].update(values)
+    arn = request.get("filterArn")
+    if arn:
+        name = arn.rsplit("/", 1)[-1] if "filter/" in arn else ""
+        spec = settings.named_filters.get(name)
+        if spec is None:
+            known = sorted(settings.named_filters)
+            raise ResourceNotFound(f"filterArn {arn!r} names no configured filter (configured: {known})")
+        values = request.get("filterValues") or {}
+        for key in endpoint_client.FILTER_KEYS:
+            for entry in spec.get(key, []):
+                if isinstance(entry, str) and entry.startswith("$"):
+                    param = entry[1:]
+                    if param not in values:
+                        raise InvalidInput(f"filterValues.{param} is required by filter {name!r}")
+                    out[key].update(_filter_value_list(values[param]))
+                else:
+                    out[key].add(str(entry))
+    elif request.get("filterValues"):
+        raise InvalidInput("filterValues given without filterArn")
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _num_results(request: Dict[str, Any]) -> int:
+    return int(request.get("numResults") or DEFAULT_NUM_RESULTS)
+
+
+def _with_history(history: Sequence[str], recent: Sequence[str]) -> List[str]:
+    merged = list(history) + list(recent)
+    return merged[-endpoint_client.MAX_HISTORY:]
+
+
+# --- degraded path ------------------------------------------------------------------------
+
+
+def _needs_categories(filters: FilterDict) -> bool:
+    return bool(filters.get("includeCategories") or filters.get("excludeCategories"))
+
+
+def apply_filters(deps: Deps, scored: Scored, filters: FilterDict, exclude: Set[str] = frozenset()) -> Scored:  # type: ignore[assignment]
+    """Drop excluded ids and items outside the category filters (categories from the items table)."""
+    banned = set(exclude) | set(filters.get("excludeItemIds", []))
+    kept = [(i, s) for i, s in scored if i not in banned]
+    if not _needs_categories(filters) or not kept:
+        return kept
+    info = feature_store.get_items(deps.ddb, deps.settings.items_table, [i for i, _ in kept])
+    include = set(filters.get("includeCategories", []))
+    excluded_cats = set(filters.get("excludeCategories", []))
+
+    def ok(item_id: str) -> bool:
+        category = info.get(item_id, {}).get("category", "")
+        return (not include or category in include) and category not in excluded_cats
+
+    return [(i, s) for i, s in kept if ok(i)]
+
+
+def fallback(deps: Deps, user_id: Optional[str], k: int, filters: FilterDict, exclude: Set[str],
+             reason: str) -> Recommendations:
+    """Answer from the batch-recommendations table: the user's row, then the popular row.
+
+    Raises:
+        ServiceUnavailable: neither row exists (no pipeline run has loaded batch data yet).
+    """
+    deps.settings.require("batch_table")
+    deps.metric("DegradedResponses")
+    deps.notes["degraded_reason"] = reason
+    rows = feature_store.get_batch_recommendations(deps.ddb, deps.settings.batch_table, user_id)
+    if not rows:
+        raise ServiceUnavailable(
+            f"no recommendations available: the model could not answer ({reason}) and no batch "
+            "recommendations are loaded yet", retry_after_s=30)
+    seen: Set[str] = set()
+    merged: Scored = []
+    for row in rows:
+        for item_id, score in row.items:
+            if item_id not in seen:
+                seen.add(item_id)
+                merged.append((item_id, score))
+    kept = apply_filters(deps, merged, filters, exclude)
+    return Recommendations(items=kept[:k], model_version=rows[0].model_version, degraded=True)
+
+
+def _endpoint(deps: Deps, request: Dict[str, Any]) -> endpoint_client.EndpointAnswer:
+    try:
+        return endpoint_client.invoke(deps.smr, deps.settings.endpoint_name, request)
+    except EndpointUnavailable as exc:
+        deps.metric("EndpointErrors")
+        deps.notes["endpoint_error"] = str(exc)[:300]
+        raise
+
+
+# --- operations ---------------------------------------------------------------------------
+
+
+def _metadata(deps: Deps, request: Dict[str, Any], items: Scored) -> Optional[Dict[str, Dict[str, str]]]:
+    columns = (request.get("metadataColumns") or {}).get("ITEMS")
+    if not columns:
+        return None
+    deps.settings.require("items_table")
+    info = feature_store.get_items(deps.ddb, deps.settings.items_table, [i for i, _ in items])
+    return {i: {c: info.get(i, {}).get(c, "") for c in columns} for i, _ in items}
+
+
+def get_recommendations(deps: Deps, request: Dict[str, Any]) -> Recommendations:
+    """GetRecommendations: for a user (``userId``) or related to an item (``itemId``)."""
+    k = _num_results(request)
+    filters = resolve_filters(deps.settings, request)
+    recent, other_context = context_items(request.get("context"))
+    user_id = request.get("userId")
+    history: List[str] = []
+    if user_id:
+        deps.settings.require("users_table")
+        history = feature_store.get_history(deps.ddb, deps.settings.users_table, user_id, consistent=True).items
+    history = _with_history(history, recent)
+    if request.get("itemId"):
+        result = similar_items(deps, request["itemId"], k, filters, exclude=set(history))
+    else:
+        result = _recommend_for_user(deps, user_id or "", history, k, filters, other_context)
+    if request.get("metadataColumns"):
+        result = Recommendations(result.items, result.model_version, result.degraded,
+                                 result.recommendation_id, _metadata(deps, request, result.items))
+    return result
+
+
+def _recommend_for_user(deps: Deps, user_id: str, history: List[str], k: int, filters: FilterDict,
+                        context: Dict[str, str]) -> Recommendations:
+    reason = "no endpoint configured"
+    if deps.settings.realtime:
+        try:
+            answer = _endpoint(deps, endpoint_client.recommend_request(history, k, filters, context))
+            # the model already drops the history; this guards the contract the API promises
+            items = [(i, s) for i, s in answer.items if i not in set(filters["excludeItemIds"])]
+            return Recommendations(items=items[:k], model_version=answer.model_version, degraded=False)
+        except EndpointUnavailable as exc:
+            reason = exc.reason
+    return fallback(deps, user_id, k, filters, exclude=set(history), reason=reason)
+
+
+def similar_items(deps: Deps, item_id: str, k: int, filters: Optional[FilterDict] = None,
+                  exclude: Set[str] = frozenset()) -> Recommendations:  # type: ignore[assignment]
+    """Items related to ``item_id``, never the item itself.
+
+    Raises:
+        ResourceNotFound: the item is unknown to the model (or to the items table when degraded).
+    """
+    filters = dict(filters or {k_: [] for k_ in endpoint_client.FILTER_KEYS})
+    banned = set(exclude) | set(filters.get("excludeItemIds", [])) | {item_id}
+    filters["excludeItemIds"] = sorted(banned)
+    reason = "no endpoint configured"
+    if deps.settings.realtime:
+        try:
+            answer = _endpoint(deps, endpoint_client.similar_request(item_id, k, filters))
+            items = [(i, s) for i, s in answer.items if i not in banned]
+            return Recommendations(items=items[:k], model_version=answer.model_version, degraded=False)
+        except EndpointUnavailable as exc:
+            reason = exc.reason
+    deps.settings.require("items_table")
+    if not feature_store.item_exists(deps.ddb, deps.settings.items_table, item_id):
+        raise ResourceNotFound(f"item {item_id!r} not found")
+    return fallback(deps, None, k, filters, exclude=banned, reason=reason)
+
+
+def personalized_ranking(deps: Deps, request: Dict[str, Any]) -> Recommendations:
+    """GetPersonalizedRanking: exactly the input items (minus filtered ones), best first.
+
+    Raises:
+        InvalidInput: ``inputList`` repeats an item id.
+    """
+    input_list: List[str] = request["inputList"]
+    first: Dict[str, int] = {}
+    for pos, item_id in enumerate(input_list):
+        if item_id in first:
+            raise InvalidInput(f"body.inputList[{pos}] repeats item {item_id!r} (first at index {first[item_id]})")
+        first[item_id] = pos
+    filters = resolve_filters(deps.settings, request)
+    recent, _ = context_items(request.get("context"))
+    deps.settings.require("users_table")
+    history = feature_store.get_history(deps.ddb, deps.settings.users_table, request["userId"], consistent=True).items
+    history = _with_history(history, recent)
+    ranked: Optional[Scored] = None
+    model_version = ""
+    degraded = False
+    if deps.settings.realtime:
+        try:
+            answer = _endpoint(deps, endpoint_client.rank_request(history, input_list))
+            ranked, model_version = answer.items, answer.model_version
+        except EndpointUnavailable as exc:
+            deps.notes["degraded_reason"] = exc.reason
+    if ranked is None:
+        degraded = True
+        deps.metric("DegradedResponses")
+        ranked, model_version = _rank_from_batch(deps, request["userId"], input_list)
+    # exactly the input items: drop strays, append what the model left out in input order
+    seen: Set[str] = set()
+    ordered: Scored = []
+    for item_id, score in ranked:
+        if item_id in first and item_id not in seen:
+            seen.add(item_id)
+            ordered.append((item_id, score))
+    ordered += [(i, 0.0) for i in input_list if i not in seen]
+    ordered = apply_filters(deps, ordered, filters)
+    result = Recommendations(items=ordered, model_version=model_version, degraded=degraded)
+    if request.get("metadataColumns"):
+        result = Recommendations(result.items, result.model_version, result.degraded,
+                                 result.recommendation_id, _metadata(deps, request, result.items))
+    return result
+
+
+def _rank_from_batch(deps: Deps, user_id: str, input_list: List[str]) -> Tuple[Scored, str]:
+    """Order by the user's batch row, then the popular row, then input order."""
+    deps.settings.require("batch_table")
+    rows = feature_store.get_batch_recommendations(deps.ddb, deps.settings.batch_table, user_id)
+    position: Dict[str, Tuple[int, int]] = {}
+    for tier, row in enumerate(rows):
+        for pos, (item_id, _) in enumerate(row.items):
+            position.setdefault(item_id, (tier, pos))
+    fallback_key = (len(rows), 0)
+    order = sorted(range(len(input_list)), key=lambda i: (position.get(input_list[i], fallback_key), i))
+    n = len(input_list)
+    scored = [(input_list[i], round((n - rank) / n, 6)) for rank, i in enumerate(order)]
+    return scored, (rows[0].model_version if rows else "none")
+
+
+def search(deps: Deps, query: str, k: int, user_id: Optional[str]) -> Recommendations:
+    """Text search, personalised by the user's history when ``user_id`` is given.
+
+    Raises:
+        NotImplementedByModel: no endpoint (batch mode) or a model without a text index.
+        ServiceUnavailable: the endpoint failed; search has no precomputed fallback.
+    """
+    if not deps.settings.realtime:
+        raise NotImplementedByModel("search needs the real-time endpoint; this API serves batch recommendations only")
+    history: List[str] = []
+    if user_id:
+        deps.settings.require("users_table")
+        history = feature_store.get_history(deps.ddb, deps.settings.users_table, user_id, consistent=True).items
+    try:
+        answer = _endpoint(deps, endpoint_client.search_request(query.strip(), k, history))
+    except EndpointUnavailable as exc:
+        raise ServiceUnavailable(f"search is unavailable: the model could not answer ({exc.reason})",
+                                 retry_after_s=1) from exc
+    return Recommendations(items=answer.items[:k], model_version=answer.model_version, degraded=False)
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+@dataclass
+class EventOutcome:
+    event_id: str
+    status: str = "PENDING"  # ACCEPTED | DUPLICATE | FAILED
+    error_code: str = ""
+    error_message: str = ""
+
+    def to_json(self) -> Dict[str, str]:
+        out = {"eventId": self.event_id, "status": self.status}
+        if self.status == "FAILED":
+            out["errorCode"] = self.error_code
+            out["errorMessage"] = self.error_message
+        return out
+
+
+def derived_event_id(tracking_id: str, owner: str, session_id: str, event: Dict[str, Any]) -> str:
+    """A stable id for an event sent without ``eventId``, so a retried batch is still idempotent."""
+    canonical = json.dumps([tracking_id, owner, session_id, event], sort_keys=True, separators=(",", ":"))
+    return "h-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def idempotency_key(tracking_id: str, owner: str, event_id: str) -> str:
+    """Key of an accepted event in the idempotency table (hashed: the parts can be 256 chars each)."""
+    digest = hashlib.sha256("\x00".join((tracking_id, owner, event_id)).encode("utf-8")).hexdigest()
+    return f"putevents#{digest}"
+
+
+def _check_event(pos: int, event: Dict[str, Any]) -> None:
+    props = event.get("properties")
+    if props is not None:
+        try:
+            parsed = json.loads(props)
+        except ValueError:
+            raise InvalidInput(f"body.eventList[{pos}].properties must be a JSON object as a string") from None
+        if not isinstance(parsed, dict):
+            raise InvalidInput(f"body.eventList[{pos}].properties must be a JSON object as a string")
+
+
+def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
+    """PutEvents: make each event durable (Firehose), then add it to the owner's recent history
+    and mark it accepted in one DynamoDB transaction.
+
+    Guarantees: an event is reported ACCEPTED only after both the log and the history hold it;
+    a retried request (same eventIds, or the same events without ids) adds nothing twice to the
+    history (the log is at-least-once: rows carry ``event_id`` for training to de-duplicate).
+
+    Raises:
+        InvalidInput: an event's ``properties`` is not a JSON object.
+        ServiceUnavailable: one or more events FAILED; the body lists every event's outcome and
+            retrying the same request is safe.
+    """
+    settings = deps.settings
+    settings.require("users_table", "idempotency_table", "events_stream")
+    tracking_id = request["trackingId"]
+    session_id = request["sessionId"]
+    owner = request.get("userId") or session_id
+    events: List[Dict[str, Any]] = []
+    for pos, raw in enumerate(request["eventList"]):
+        _check_event(pos, raw)
+        event = dict(raw)
+        event.setdefault("eventId", derived_event_id(tracking_id, owner, session_id, raw))
+        events.append(event)
+    outcomes = [EventOutcome(e["eventId"]) for e in events]
+
+    first_pos: Dict[str, int] = {}
+    for pos, event in enumerate(events):
+        if event["eventId"] in first_pos:
+            outcomes[pos].status = "DUPLICATE"
+        else:
+            first_pos[event["eventId"]] = pos
+    keys = {pos: idempotency_key(tracking_id, owner, events[pos]["eventId"]) for pos in first_pos.values()}
+    table = settings.idempotency_table
+    found = feature_store.batch_get(deps.ddb, {table: [{"id": {"S": key}} for key in keys.values()]},
+                                    projection={table: "id"})[table]
+    done = {row["id"]["S"] for row in found}
+    todo = []
+    for pos, key in keys.items():
+        if key in done:
+            outcomes[pos].status = "DUPLICATE"
+        else:
+            todo.append(pos)
+    if todo:
+        now = deps.clock()
+        rows = [events_log.log_record(events[p], user_id=owner, session_id=session_id,
+                                      tracking_id=tracking_id, received_at=now) for p in todo]
+        errors = events_log.put_records(deps.firehose, settings.events_stream, rows, sleep=deps.sleep)
+        durable = []
+        for pos, error in zip(todo, errors):
+            if error:
+                outcomes[pos].status = "FAILED"
+                outcomes[pos].error_code = "EventLogUnavailable"
+                outcomes[pos].error_message = f"not written to the event log: {error}"[:500]
+            else:
+                durable.append(pos)
+        if durable:
+            _record_history(deps, owner, tracking_id, events, outcomes, durable, keys, now)
+    accepted = sum(o.status == "ACCEPTED" for o in outcomes)
+    failed = sum(o.status == "FAILED" for o in outcomes)
+    deps.metric("EventsAccepted", accepted)
+    deps.metric("EventsDuplicate", sum(o.status == "DUPLICATE" for o in outcomes))
+    if failed:
+        deps.metric("EventsFailed", failed)
+        raise ServiceUnavailable(
+            f"{failed} of {len(outcomes)} events were not recorded; retry the request (it is idempotent)",
+            retry_after_s=1,
+            extra={"eventResults": [o.to_json() for o in outcomes], "failedEventCount": failed})
+    return outcomes
+
+
+def _record_history(deps: Deps, owner: str, tracking_id: str, events: List[Dict[str, Any]],
+                    outcomes: List[EventOutcome], positions: List[int], keys: Dict[int, str],
+                    now: float) -> None:
+    """One TransactWriteItems per attempt: the merged history (conditional on its version) and an
+    idempotency record per event (conditional on not existing). All or nothing, so an event is in
+    the history iff it is marked accepted."""
+    settings = deps.settings
+    pending = list(positions)
+    expiration = str(int(now) + IDEMPOTENCY_TTL_DAYS * 86400)
+    deadline = time.monotonic() + 3.0
+    attempt = 0
+    while pending:
+        attempt += 1
+        before = feature_store.get_history(deps.ddb, settings.users_table, owner, consistent=True)
+        items, stamps = feature_store.merge_history(
+            before.items, before.timestamps, [(events[p]["itemId"], float(events[p]["sentAt"])) for p in pending])
+        tx = [feature_store.history_update(settings.users_table, owner, before, items, stamps, now)]
+        for p in pending:
+            tx.append({"Put": {
+                "TableName": settings.idempotency_table,
+                "Item": {"id": {"S": keys[p]}, "expiration": {"N": expiration},
+                         "eventId": {"S": events[p]["eventId"]}, "userId": {"S": owner},
+                         "trackingId": {"S": tracking_id}},
+                "ConditionExpression": "attribute_not_exists(id)"}})
+        try:
+            feature_store.with_backoff(lambda tx=tx: deps.ddb.transact_write_items(TransactItems=tx),
+                                       what=f"DynamoDB table {settings.users_table}", sleep=deps.sleep)
+            for p in pending:
+                outcomes[p].status = "ACCEPTED"
+            return
+        except ServiceUnavailable as exc:
+            _fail(outcomes, pending, "HistoryUnavailable", exc.message)
+            return
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                _fail(outcomes, pending, "HistoryUnavailable", str(exc))
+                return
+            reasons = exc.response.get("CancellationReasons") or []
+            # an idempotency record that now exists: a concurrent request accepted that event
+            for p, reason in zip(pending, reasons[1:]):
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    outcomes[p].status = "DUPLICATE"
+            pending = [p for p in pending if outcomes[p].status != "DUPLICATE"]
+            if attempt >= MAX_HISTORY_TX_ATTEMPTS or time.monotonic() > deadline:
+                _fail(outcomes, pending, "HistoryConflict", "the user's history kept changing; retry")
+                return
+            deps.sleep(0.01 * attempt)
+        except BotoCoreError as exc:
+            _fail(outcomes, pending, "HistoryUnavailable", str(exc))
+            return
+
+
+def _fail(outcomes: List[EventOutcome], positions: List[int], code: str, message: str) -> None:
+    for p in positions:
+        outcomes[p].status = "FAILED"
+        outcomes[p].error_code = code
+        outcomes[p].error_message = message[:500]
