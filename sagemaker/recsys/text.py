@@ -191,7 +191,7 @@ class TextIndex:
         self.item_matrix = sp.csr_matrix(item_matrix, dtype=np.float32)
         # Feature-major copy: a query only touches the posting lists of its own features.
         self._postings = self.item_matrix.T.tocsr()
-        self._channel_of = np.array([CHANNELS.index(f[0]) for f in vocabulary], dtype=np.int8)
+        self._channel_of = _channel_ids(vocabulary)
         self._channel_weight = _channel_weights(self.params)
         self._analyze_query = make_query_analyzer(self.params)
 
@@ -403,6 +403,16 @@ def fit_vectorizer(
     return vectorizer, sp.csr_matrix(raw)
 
 
+def _channel_ids(vocabulary: Sequence[str]) -> np.ndarray:
+    """Channel number of each feature, from its tag ("w:", "c:", "d:" or "p:")."""
+    tag_to_id = {tag + ":": i for i, tag in enumerate(CHANNELS)}
+    ids = [tag_to_id.get(feature[:2], -1) for feature in vocabulary]
+    if -1 in ids:
+        bad = vocabulary[ids.index(-1)]
+        raise ValueError(f"TextIndex: feature {bad!r} has no channel tag {sorted(tag_to_id)}")
+    return np.array(ids, dtype=np.int8)
+
+
 def _channel_weights(params: dict[str, Any]) -> np.ndarray:
     raw = np.array(
         [params["word_weight"], params["char_weight"], params["delete_weight"],
@@ -428,7 +438,7 @@ def _weight_rows(
     Item rows are normalised to unit length per channel without the weights, query vectors
     carry the weights: the dot product is then the weighted mean of channel cosines.
     """
-    channel = np.array([CHANNELS.index(f[0]) for f in vocabulary], dtype=np.int64)
+    channel = _channel_ids(vocabulary).astype(np.int64)
     matrix = matrix.tocsr(copy=True)
     matrix.sort_indices()
     rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))

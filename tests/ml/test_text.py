@@ -417,6 +417,15 @@ def test_load_rejects_a_matrix_that_does_not_fit_the_vocabulary(index, tmp_path)
         TextIndex.load(tmp_path)
 
 
+def test_load_rejects_a_vocabulary_feature_without_channel_tag(index, tmp_path):
+    index.save(tmp_path)
+    vocabulary = json.loads((tmp_path / VOCABULARY_FILE).read_text(encoding="utf-8"))
+    vocabulary[0] = "toy"
+    (tmp_path / VOCABULARY_FILE).write_text(json.dumps(vocabulary), encoding="utf-8")
+    with pytest.raises(ValueError, match="'toy' has no channel tag"):
+        TextIndex.load(tmp_path)
+
+
 # ---------------------------------------------------------------------- speed
 
 
