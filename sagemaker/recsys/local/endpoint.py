@@ -187,13 +187,12 @@ def make_handler_class(handlers: InferenceHandlers, endpoint_name: str,
     return EndpointRequestHandler
 
 
-def worker_main(sock: Any, inference: Path, model_dir: str, endpoint_name: str,
+def worker_main(sock: Any, module: ModuleType, model_dir: str, endpoint_name: str,
                 ready_fd: int, access_log: bool) -> None:
     """A worker: load the model once, then serve on the shared socket until SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when workers stop
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     die_with_parent()
-    module = load_inference_module(inference)
     handlers = InferenceHandlers(module, model_dir)
     os.write(ready_fd, f"{os.getpid()}\n".encode())
     os.close(ready_fd)
@@ -351,9 +350,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {exc}", flush=True)
         return 2
     sock.set_inheritable(True)
+    # Import the inference code once, before forking (workers share the imported modules, which
+    # starts them in a fraction of the time); model_fn still runs once in each worker.
+    try:
+        module = load_inference_module(inference)
+    except Exception as exc:
+        print(f"error: importing {inference} failed: {type(exc).__name__}: {exc}", flush=True)
+        traceback.print_exc(file=sys.stdout)
+        sock.close()
+        return 1
 
     def start_worker(ready_fd: int) -> None:
-        worker_main(sock, inference, args.model_dir, args.name, ready_fd, args.access_log)
+        worker_main(sock, module, args.model_dir, args.name, ready_fd, args.access_log)
 
     master = Master(sock, args.workers, start_worker)
 

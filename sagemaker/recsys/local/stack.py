@@ -318,6 +318,9 @@ class LocalStack:
             argv += ["--inference", str(Path(o.inference).resolve())]
         env = python_child_env({"SAGEMAKER_PROGRAM": "inference.py",
                                 "SAGEMAKER_SUBMIT_DIRECTORY": str(Path(model.model_dir).parent)})
+        # One BLAS thread per worker: the workers are the parallelism, as on one instance each.
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, "1")
         self.endpoint_child = Child("endpoint", argv, env=env, echo=not o.quiet_children,
                                     out=self.out).start()
         self._stoppers.append(self.endpoint_child.stop)
@@ -437,7 +440,11 @@ class LocalStack:
         with self._stop_lock:
             while self._stoppers:
                 stopper = self._stoppers.pop()
+                started = time.monotonic()
                 try:
                     stopper()
                 except Exception as exc:  # keep stopping the rest
                     self.say(f"    while stopping: {type(exc).__name__}: {exc}")
+                if os.environ.get("RECSYS_DEBUG"):
+                    self.say(f"    stopped {getattr(stopper, '__qualname__', stopper)} in "
+                             f"{time.monotonic() - started:.2f}s")
