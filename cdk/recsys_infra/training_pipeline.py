@@ -57,6 +57,21 @@ PIPELINE_LAMBDA_TIMEOUT_S = 900  # loading a large catalogue into DynamoDB takes
 ROLLOUT_POLL_S = 60
 
 
+class _StateS3Uri(tasks.S3Location):
+    """An S3 URI read from the execution state, granting nothing.
+
+    ``S3Location.from_json_expression`` would add s3:GetObject/ListBucket/PutObject on ``*`` to
+    the training role; the role already has exactly the prefixes it needs.
+    """
+
+    def __init__(self, json_path: str) -> None:
+        super().__init__()
+        self._json_path = json_path
+
+    def bind(self, task, *, for_reading=None, for_writing=None) -> tasks.S3LocationConfig:  # noqa: ARG002
+        return tasks.S3LocationConfig(uri=sfn.JsonPath.string_at(self._json_path))
+
+
 def metric_regex(name: str) -> str:
     """The SageMaker metric regex for one ``METRIC name=value`` line."""
     return "METRIC " + re.escape(name) + "=([-+0-9.eE]+)"
@@ -292,7 +307,7 @@ class TrainingPipeline(Construct):
             channel_name=name,
             data_source=tasks.DataSource(
                 s3_data_source=tasks.S3DataSource(
-                    s3_location=tasks.S3Location.from_json_expression(uri_path),
+                    s3_location=_StateS3Uri(uri_path),
                     s3_data_type=tasks.S3DataType.S3_PREFIX,
                     s3_data_distribution_type=tasks.S3DataDistributionType.FULLY_REPLICATED,
                 )
@@ -332,7 +347,7 @@ class TrainingPipeline(Construct):
             hyperparameters=_hyperparameters(script, source_uri, cfg.region, hyperparameters),
             input_data_config=channels,
             output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_json_expression("$.run.outputUri")
+                s3_output_location=_StateS3Uri("$.run.outputUri")
             ),
             resource_config=tasks.ResourceConfig(
                 instance_count=1,
