@@ -151,9 +151,14 @@ class Child:
         while reader.is_alive() and time.monotonic() < deadline:
             reader.join(0.1)
         if not ready_line:
+            if not reader.is_alive():  # its output ended: it is exiting, get the status
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=5)
             code = self.proc.poll()
             self.stop()
             why = f"exited with status {code}" if code is not None else f"not ready after {timeout:.0f}s"
+            if self.echo:  # its output is already on screen
+                raise ChildFailed(f"{self.name} {why} (its output is above)")
             raise ChildFailed(f"{self.name} {why}; last output:\n" + "".join(self.tail[-15:]))
         self._pump_thread = threading.Thread(
             target=_pump,
