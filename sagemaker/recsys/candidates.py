@@ -16,7 +16,7 @@ FEATURES = (
     "covisit", "covisit_last", "covisit_rr", "knn", "knn_rr",
     "popularity", "popular_rr", "trend", "trending_rr",
     "category_affinity", "history_length",
-    "ann_sim_x_history", "covisit_x_history",
+    "ann_sim_x_history", "covisit_x_history", "fusion", "n_sources",
 )
 N_RECENT = 5  # items whose neighbours feed the "recent" source and the recent_sim feature
 
@@ -200,6 +200,9 @@ class CandidateBuilder:
         x[:, 15] = hist
         x[:, 16] = x[:, 0] * hist
         x[:, 17] = x[:, 5] * hist
+        rr = x[:, RR_COLUMNS]
+        x[:, 18] = _fusion(rr)
+        x[:, 19] = (rr > 0).sum(axis=1)
         return x
 
 
@@ -216,11 +219,16 @@ def _recent_distinct(history: np.ndarray, n: int) -> np.ndarray:
     return np.array(out[::-1], dtype=np.int64)
 
 
+RR_COLUMNS = [FEATURES.index(n) for n in ("ann_rr", "recent_rr", "covisit_rr", "knn_rr", "popular_rr", "trending_rr")]
+FUSION_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.0, 0.5, 0.5], np.float32)
+
+
+def _fusion(rr: np.ndarray) -> np.ndarray:
+    # rr = 1/(1+rank); reciprocal rank fusion uses 1/(60+rank); popularity sources count half
+    rank = np.where(rr > 0, 1.0 / np.maximum(rr, 1e-9) - 1.0, np.inf)
+    return (FUSION_WEIGHTS[None, :] / (60.0 + rank)).sum(axis=1).astype(np.float32) * 60.0
+
+
 def fusion_scores(c: Candidates) -> np.ndarray:
     """Reciprocal-rank fusion of the sources: the order of stage 1 alone (no learned ranker)."""
-    idx = [FEATURES.index(n) for n in ("ann_rr", "recent_rr", "covisit_rr", "knn_rr", "popular_rr", "trending_rr")]
-    # rr = 1/(1+rank); RRF uses 1/(60+rank): convert, and weight popularity sources lower
-    rr = c.features[:, idx]
-    rank = np.where(rr > 0, 1.0 / np.maximum(rr, 1e-9) - 1.0, np.inf)
-    weights = np.array([1.0, 1.0, 1.0, 1.0, 0.5, 0.5], np.float32)
-    return (weights[None, :] / (60.0 + rank)).sum(axis=1).astype(np.float32)
+    return c.features[:, FEATURES.index("fusion")]

@@ -42,6 +42,7 @@ class RankerParams:
     ranker_negatives: int = 50
     ranker_hard_negatives: int = 20
     ranker_c: float = 0.1
+    ranker_targets: int = 10
     validation_fraction: float = 0.2
     batch_size: int = 512
     max_bad_fraction: float = 0.01
@@ -146,13 +147,18 @@ def fit_retrieval(seqs: Sequences, items: Optional[Items], params: RetrievalPara
 # --- job 2 ----------------------------------------------------------------------------------
 
 
-def _drop_last(seqs: Sequences) -> Tuple[Sequences, List[int]]:
-    """Each user's last event removed; returns the labelled users (history >= 2 events)."""
-    labelled = [u for u, s in enumerate(seqs.items) if len(s) >= 3]
-    inner = Sequences(seqs.item_ids, seqs.user_ids,
-                      [s[:-1] if len(s) >= 2 else s for s in seqs.items],
-                      [t[:-1] if len(t) >= 2 else t for t in seqs.times])
-    return inner, labelled
+def _hold_out(seqs: Sequences, n_targets: int) -> Tuple[Sequences, Dict[int, int]]:
+    """Each user's last ``n_targets`` events removed (keeping at least 2); returns the inner
+    sequences and, per labelled user, how many events were held out."""
+    held: Dict[int, int] = {}
+    items, times = [], []
+    for u, (s, t) in enumerate(zip(seqs.items, seqs.times)):
+        h = min(n_targets, len(s) - 2) if len(s) >= 3 else (1 if len(s) == 2 else 0)
+        if len(s) >= 3:
+            held[u] = h
+        items.append(s[: len(s) - h])
+        times.append(t[: len(t) - h])
+    return Sequences(seqs.item_ids, seqs.user_ids, items, times), held
 
 
 def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kparams: RankerParams,
@@ -160,10 +166,12 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
     """Job 2: train the logistic-regression ranker and measure the two-stage model offline."""
     started = time.time()
     rng = np.random.default_rng(kparams.seed)
-    inner, labelled = _drop_last(seqs)
+    inner, held = _hold_out(seqs, kparams.ranker_targets)
+    labelled = sorted(held)
     if len(labelled) < 10:
         raise ValueError(f"only {len(labelled)} users have 3 or more events; the ranker needs at least 10")
-    log(f"[ranker] refitting stage 1 without each user's last event ({inner.n_events:,} events)")
+    log(f"[ranker] refitting stage 1 without each user's last {kparams.ranker_targets} event(s) "
+        f"({inner.n_events:,} events)")
     inner_retrieval = RetrievalModel.fit(inner.items, inner.times, inner.n_items, rparams, log=lambda m: None)
     if inner_retrieval.index is not None:
         inner_retrieval.index.set_num_threads(2)
@@ -171,16 +179,20 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
     users = rng.permutation(labelled)[: kparams.ranker_users]
     n_val = int(round(len(users) * kparams.validation_fraction))
     val_users = set(users[:n_val].tolist())
+    # (user, position of the target): every held-out event of a training user, the last of a validation user
+    examples: List[Tuple[int, int]] = []
+    for u in users.tolist():
+        n = len(seqs.items[u])
+        positions = [n - 1] if u in val_users else range(n - held[u], n)
+        examples.extend((u, p) for p in positions)
     xs: List[np.ndarray] = []
     ys: List[np.ndarray] = []
-    groups: List[np.ndarray] = []
-    val_ranks: Dict[str, List[Tuple[np.ndarray, int]]] = {}
     val_cands = []
-    for start in range(0, len(users), kparams.batch_size):
-        batch = users[start:start + kparams.batch_size]
-        cands = builder.build([inner.items[u] for u in batch])
-        for u, c in zip(batch.tolist(), cands):
-            target = int(seqs.items[u][-1])
+    for start in range(0, len(examples), kparams.batch_size):
+        batch = examples[start:start + kparams.batch_size]
+        cands = builder.build([seqs.items[u][:p] for u, p in batch])
+        for (u, p), c in zip(batch, cands):
+            target = int(seqs.items[u][p])
             label = (c.items == target).astype(np.float32)
             if u in val_users:
                 val_cands.append((c, target))
@@ -195,8 +207,7 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
             take = np.unique(np.concatenate([pos, np.array(hard, np.int64), rand]))
             xs.append(c.features[take])
             ys.append(label[take])
-            groups.append(np.full(len(take), u))
-        log(f"[ranker] candidates for {min(len(users), start + kparams.batch_size):,}/{len(users):,} users")
+        log(f"[ranker] candidates for {min(len(examples), start + kparams.batch_size):,}/{len(examples):,} examples")
     if not xs:
         raise ValueError("no training user had their next item among the candidates; too little data")
     x, y = np.concatenate(xs), np.concatenate(ys)
