@@ -37,7 +37,7 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, ReadTimeoutError))
 
 
-def with_backoff(call: Callable[[], T], *, what: str, budget_s: float = DYNAMODB_BUDGET_S,
+def with_backoff(call: Callable[[], T], *, what: str, budget_s: Optional[float] = None,
                  sleep: Callable[[float], None] = time.sleep) -> T:
     """Run ``call``; retry throttling with full-jitter exponential backoff within ``budget_s``.
 
@@ -45,7 +45,7 @@ def with_backoff(call: Callable[[], T], *, what: str, budget_s: float = DYNAMODB
         ServiceUnavailable: still throttled (or unreachable) when the budget is spent: the API
             answers 503 with ``Retry-After``.
     """
-    deadline = time.monotonic() + budget_s
+    deadline = time.monotonic() + (DYNAMODB_BUDGET_S if budget_s is None else budget_s)
     attempt = 0
     while True:
         try:

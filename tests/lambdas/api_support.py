@@ -182,15 +182,27 @@ def put_rows(ddb: Any, table_name: str, rows: Iterable[Dict[str, Any]]) -> int:
     return len(rows)
 
 
-def load_batch_output(ddb: Any, batch_dir: Path) -> None:
-    """Load training's ``batch/*.jsonl`` into the tables, like the pipeline's loader."""
-    def read(name: str) -> list:
-        with open(batch_dir / name, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+def read_jsonl(path: Path) -> list:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
-    put_rows(ddb, table(contracts.ITEMS), read("items.jsonl"))
-    put_rows(ddb, table(contracts.USERS), read("users.jsonl"))
-    put_rows(ddb, table(contracts.BATCH_RECOMMENDATIONS), read("recommendations.jsonl"))
+
+def sample_users(batch_dir: Path, n: int = 12) -> list:
+    """The users the tests load: the one with the longest history first, then a few more."""
+    users = read_jsonl(batch_dir / "users.jsonl")
+    longest = max(users, key=lambda r: len(r["recentItems"]))
+    return [longest] + [u for u in users if u["userId"] != longest["userId"]][: n - 1]
+
+
+def load_batch_output(ddb: Any, batch_dir: Path) -> None:
+    """Load training's ``batch/*.jsonl`` into the tables, like the pipeline's loader: every item,
+    and a sample of users (moto writes nested lists slowly; the tests need only a few)."""
+    users = sample_users(batch_dir)
+    wanted = {u["userId"] for u in users} | {contracts.POPULAR_USER_ID}
+    put_rows(ddb, table(contracts.ITEMS), read_jsonl(batch_dir / "items.jsonl"))
+    put_rows(ddb, table(contracts.USERS), users)
+    put_rows(ddb, table(contracts.BATCH_RECOMMENDATIONS),
+             [r for r in read_jsonl(batch_dir / "recommendations.jsonl") if r["userId"] in wanted])
 
 
 # --- boto3's Personalize clients against the handlers ------------------------------------------

@@ -72,6 +72,7 @@ class ApiWorld:
     """The moto-backed AWS the handlers see, plus handles the tests poke at."""
 
     def __init__(self) -> None:
+        self.loaded = False
         self.ddb = boto3.client("dynamodb", region_name=sup.REGION)
         self.s3 = boto3.client("s3", region_name=sup.REGION)
         self.firehose = boto3.client("firehose", region_name=sup.REGION)
@@ -119,24 +120,33 @@ def api_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, str]]:
     aws.reset()
 
 
-@pytest.fixture
-def api_world(api_env: Dict[str, str]) -> Iterator[ApiWorld]:
-    """Empty tables, bucket and delivery stream in moto; handler clients reset."""
+@pytest.fixture(scope="module")
+def api_moto() -> Iterator[ApiWorld]:
+    """moto's AWS with the tables, bucket and delivery stream, once per test module (creating
+    them costs seconds on a busy machine); tests keep apart by using their own user ids."""
     from moto import mock_aws
 
     with mock_aws():
         world = ApiWorld()
         world.create()
-        aws.reset()
         yield world
-        aws.reset()
+
+
+@pytest.fixture
+def api_world(api_moto: ApiWorld, api_env: Dict[str, str]) -> Iterator[ApiWorld]:
+    """The module's moto world, with the handlers' cached clients and settings reset."""
+    aws.reset()
+    yield api_moto
+    aws.reset()
 
 
 @pytest.fixture
 def api_live(api_world: ApiWorld, api_trained_model: Dict[str, Path],
              api_endpoint_model: sup.InProcessEndpoint) -> ApiWorld:
     """api_world with the trained model's batch output loaded and the endpoint routed to it."""
-    sup.load_batch_output(api_world.ddb, api_trained_model["batch_dir"])
+    if not getattr(api_world, "loaded", False):
+        sup.load_batch_output(api_world.ddb, api_trained_model["batch_dir"])
+        api_world.loaded = True  # type: ignore[attr-defined]
     api_endpoint_model.requests.clear()
     api_endpoint_model.attach(aws.client("sagemaker-runtime"))
     api_world.model = api_endpoint_model  # type: ignore[attr-defined]

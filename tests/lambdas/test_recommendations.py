@@ -13,9 +13,7 @@ from api_support import call
 
 
 def _known_user(world) -> dict:
-    with open(world.model_paths["batch_dir"] / "users.jsonl") as fh:
-        rows = [json.loads(line) for line in fh]
-    return max(rows, key=lambda r: len(r["recentItems"]))
+    return sup.sample_users(world.model_paths["batch_dir"])[0]
 
 
 def test_cold_user_gets_ten_scored_items_from_the_model(api_live):
