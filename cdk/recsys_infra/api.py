@@ -171,6 +171,7 @@ class Api(Construct):
         batch = arn[contracts.BATCH_RECOMMENDATIONS.logical_name]
         idempotency = arn[contracts.IDEMPOTENCY.logical_name]
 
+        # GET /health and /openapi.json touch no AWS service: the meta function gets no grant.
         allow("recommendations", _READ, [users, items, batch])
         # PutEvents updates the user's history, records idempotency keys, checks items exist.
         allow("events", [*_READ, *_WRITE], [users, idempotency])
@@ -180,13 +181,11 @@ class Api(Construct):
             ["firehose:PutRecord", "firehose:PutRecordBatch"],
             [stream_arn],
         )
-        allow("meta", ["dynamodb:GetItem"], [batch])
         if cfg.realtime:
             endpoint_arn = stack.format_arn(
                 service="sagemaker", resource="endpoint", resource_name=cfg.endpoint_name.lower()
             )
             allow("recommendations", ["sagemaker:InvokeEndpoint"], [endpoint_arn])
-            allow("meta", ["sagemaker:DescribeEndpoint"], [endpoint_arn])
 
     def _gateway_responses(self) -> None:
         """Requests API Gateway rejects get the API's error shape: JSON ``message`` + error type."""
