@@ -1,0 +1,218 @@
+"""POST /events (Personalize PutEvents): durable log (Firehose -> S3), bounded real-time
+history, idempotency on eventId, per-event partial failure, and the next answer reflecting it."""
+
+from __future__ import annotations
+
+import json
+
+import api_support as sup
+import pytest
+from api_support import call
+from botocore.stub import ANY, Stubber
+
+from recsys_lambdas import aws, contracts, service
+
+
+def _events(items, start=1_700_000_000, prefix="e"):
+    return [{"eventId": f"{prefix}-{n}", "eventType": "click", "itemId": item, "sentAt": start + n}
+            for n, item in enumerate(items)]
+
+
+def _put(user, events, session="s-1", tracking="trk"):
+    return call("POST", "/events", {"trackingId": tracking, "userId": user, "sessionId": session, "eventList": events})
+
+
+def _history(world, user):
+    row = world.user_row(user)
+    return [v["S"] for v in row.get("recentItems", {}).get("L", [])]
+
+
+def test_events_are_logged_durably_and_appended_to_the_history(api_world):
+    r = _put("ev-user", _events(["i1", "i2", "i3"]))
+    assert r.status == 200, r.body
+    assert r.body == {"failedEventCount": 0, "eventResults": [
+        {"eventId": "e-0", "status": "ACCEPTED"}, {"eventId": "e-1", "status": "ACCEPTED"},
+        {"eventId": "e-2", "status": "ACCEPTED"}]}
+    assert _history(api_world, "ev-user") == ["i1", "i2", "i3"]
+    logged = [row for row in api_world.logged_events() if row["user_id"] == "ev-user"]
+    assert [(row["item_id"], row["event_id"], row["event_type"], row["session_id"]) for row in logged] == [
+        ("i1", "e-0", "click", "s-1"), ("i2", "e-1", "click", "s-1"), ("i3", "e-2", "click", "s-1")]
+    assert logged[0]["timestamp"] == 1_700_000_000
+    keys = [o["Key"] for o in api_world.s3.list_objects_v2(Bucket=sup.BUCKET)["Contents"]]
+    assert all(k.startswith(contracts.EVENTS_PREFIX) for k in keys)
+
+
+def test_posting_the_same_events_again_changes_nothing(api_world):
+    events = _events(["i1", "i2"], prefix="dup")
+    assert _put("dup-user", events).status == 200
+    again = _put("dup-user", events)
+    assert again.status == 200
+    assert [e["status"] for e in again.body["eventResults"]] == ["DUPLICATE", "DUPLICATE"]
+    assert _history(api_world, "dup-user") == ["i1", "i2"]
+    assert len([r for r in api_world.logged_events() if r["user_id"] == "dup-user"]) == 2
+
+
+def test_events_without_ids_are_idempotent_too(api_world):
+    events = [{"eventType": "view", "itemId": "i9", "sentAt": 1_700_000_100}]
+    first = _put("noid-user", events)
+    second = _put("noid-user", events)
+    assert first.body["eventResults"][0]["status"] == "ACCEPTED"
+    assert second.body["eventResults"][0]["status"] == "DUPLICATE"
+    assert first.body["eventResults"][0]["eventId"] == second.body["eventResults"][0]["eventId"]
+    assert _history(api_world, "noid-user") == ["i9"]
+
+
+def test_duplicate_ids_within_one_batch_count_once(api_world):
+    events = _events(["i1"], prefix="same") * 2
+    r = _put("samebatch", events)
+    assert [e["status"] for e in r.body["eventResults"]] == ["ACCEPTED", "DUPLICATE"]
+    assert _history(api_world, "samebatch") == ["i1"]
+
+
+def test_history_is_bounded_and_time_ordered(api_world):
+    user = "bounded-user"
+    n = contracts.MAX_RECENT_ITEMS + 15
+    for batch in range(0, n, 10):
+        items = [f"b{k}" for k in range(batch, min(n, batch + 10))]
+        assert _put(user, _events(items, start=1_700_000_000 + batch, prefix=f"b{batch}")).status == 200
+    history = _history(api_world, user)
+    assert len(history) == contracts.MAX_RECENT_ITEMS
+    assert history[-1] == f"b{n - 1}" and history[0] == f"b{n - contracts.MAX_RECENT_ITEMS}"
+    # a late event (older timestamp) lands in time order, not at the end
+    _put(user, [{"eventId": "late", "eventType": "click", "itemId": "late-item", "sentAt": 1_700_000_000 + n - 2.5}])
+    assert _history(api_world, user)[-3:] == ["late-item", f"b{n - 2}", f"b{n - 1}"]
+    assert len(_history(api_world, user)) == contracts.MAX_RECENT_ITEMS
+    stamps = [float(v["N"]) for v in api_world.user_row(user)["recentTimestamps"]["L"]]
+    assert stamps == sorted(stamps)
+
+
+def test_anonymous_events_are_kept_under_the_session(api_world):
+    r = call("POST", "/events", {"trackingId": "t", "sessionId": "anon-session",
+                                 "eventList": _events(["i5"], prefix="anon")})
+    assert r.status == 200
+    assert _history(api_world, "anon-session") == ["i5"]
+
+
+def test_posting_events_changes_the_next_recommendations(api_live):
+    user = "realtime-user"
+    before = call("POST", "/recommendations", {"userId": user, "numResults": 10}).body["itemList"]
+    watched = [e["itemId"] for e in before[:3]]
+    assert _put(user, _events(watched, prefix="rt")).status == 200
+    after = call("POST", "/recommendations", {"userId": user, "numResults": 10})
+    ids = [e["itemId"] for e in after.body["itemList"]]
+    assert not set(ids) & set(watched)  # seen items are filtered out
+    assert ids != [e["itemId"] for e in before]
+    assert api_live.model.requests[-1]["history"] == watched
+
+
+def test_firehose_partial_failure_is_reported_per_event_and_retry_is_safe(api_world):
+    events = _events(["p1", "p2", "p3"], prefix="partial")
+    firehose = aws.client("firehose")
+    stub = Stubber(firehose)
+    # first attempt: record 2 fails; then it keeps failing for all retries
+    stub.add_response("put_record_batch", {"FailedPutCount": 1, "RequestResponses": [
+        {"RecordId": "r1"}, {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "slow down"}, {"RecordId": "r3"}]},
+        {"DeliveryStreamName": sup.STREAM, "Records": ANY})
+    for _ in range(2):
+        stub.add_response("put_record_batch", {"FailedPutCount": 1, "RequestResponses": [
+            {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "slow down"}]},
+            {"DeliveryStreamName": sup.STREAM, "Records": ANY})
+    stub.activate()
+    r = _put("partial-user", events)
+    stub.deactivate()
+    assert r.status == 503, r.body
+    assert r.error_type == "ServiceUnavailableException" and r.headers["Retry-After"] == "1"
+    assert r.body["failedEventCount"] == 1
+    statuses = {e["eventId"]: e for e in r.body["eventResults"]}
+    assert statuses["partial-0"]["status"] == "ACCEPTED" and statuses["partial-2"]["status"] == "ACCEPTED"
+    assert statuses["partial-1"]["status"] == "FAILED" and "ServiceUnavailableException" in statuses["partial-1"]["errorMessage"]
+    assert _history(api_world, "partial-user") == ["p1", "p3"]  # an unlogged event is not in the history
+    retry = _put("partial-user", events)  # the client retries the whole batch
+    assert retry.status == 200
+    assert [e["status"] for e in retry.body["eventResults"]] == ["DUPLICATE", "ACCEPTED", "DUPLICATE"]
+    assert _history(api_world, "partial-user") == ["p1", "p2", "p3"]
+
+
+def test_firehose_down_fails_every_event_and_records_nothing(api_world):
+    stub = Stubber(aws.client("firehose"))
+    for _ in range(3):
+        stub.add_client_error("put_record_batch", service_error_code="ServiceUnavailableException", http_status_code=503)
+    stub.activate()
+    r = _put("fh-down", _events(["x1", "x2"], prefix="down"))
+    assert r.status == 503 and r.body["failedEventCount"] == 2
+    assert all(e["status"] == "FAILED" and e["errorCode"] == "EventLogUnavailable" for e in r.body["eventResults"])
+    assert _history(api_world, "fh-down") == []
+
+
+def test_dynamodb_throttling_on_the_history_fails_events_for_retry(api_world, monkeypatch):
+    monkeypatch.setattr("recsys_lambdas.feature_store.DYNAMODB_BUDGET_S", 0.1)
+    stub = Stubber(aws.client("dynamodb"))
+    stub.add_response("batch_get_item", {"Responses": {sup.table(contracts.IDEMPOTENCY): []}})
+    stub.add_response("get_item", {})
+    for _ in range(100):
+        stub.add_client_error("transact_write_items", service_error_code="ProvisionedThroughputExceededException",
+                              http_status_code=400)
+    stub.activate()
+    r = _put("tx-throttled", _events(["t1"], prefix="txt"))
+    stub.deactivate()
+    assert r.status == 503 and r.body["eventResults"][0]["status"] == "FAILED"
+    assert r.body["eventResults"][0]["errorCode"] == "HistoryUnavailable"
+    retry = _put("tx-throttled", _events(["t1"], prefix="txt"))
+    assert retry.status == 200 and retry.body["eventResults"][0]["status"] == "ACCEPTED"
+    assert _history(api_world, "tx-throttled") == ["t1"]
+
+
+def test_a_concurrent_writer_between_read_and_write_loses_nothing(api_world):
+    """Optimistic concurrency: another request changes the history (and accepts one of our
+    events) between our read and our transaction. moto is not thread-safe for transactions, so
+    the interleaving is injected deterministically at the TransactWriteItems call."""
+    user = "concurrent-user"
+    assert _put(user, _events(["c0"], prefix="c0")).status == 200
+    ours = _events(["c1", "c2"], start=1_700_000_010, prefix="c1")
+    state = {"fired": 0}
+
+    def other_writer(**_):
+        if state["fired"]:
+            return None
+        state["fired"] += 1
+        # the other request: one new item of its own, plus our second event, both committed
+        world_ddb = api_world.ddb
+        world_ddb.update_item(
+            TableName=sup.table(contracts.USERS), Key={"userId": {"S": user}},
+            UpdateExpression="SET recentItems = list_append(recentItems, :i), "
+                             "recentTimestamps = list_append(recentTimestamps, :t), version = version + :one",
+            ExpressionAttributeValues={":i": {"L": [{"S": "other"}, {"S": "c2"}]},
+                                       ":t": {"L": [{"N": "1700000005"}, {"N": "1700000011"}]}, ":one": {"N": "1"}})
+        world_ddb.put_item(TableName=sup.table(contracts.IDEMPOTENCY), Item={
+            "id": {"S": service.idempotency_key("trk", user, "c1-1")}, "expiration": {"N": "9999999999"}})
+        return None
+
+    aws.client("dynamodb").meta.events.register_first("before-call.dynamodb.TransactWriteItems", other_writer)
+    r = _put(user, ours)
+    assert r.status == 200, r.body
+    assert [e["status"] for e in r.body["eventResults"]] == ["ACCEPTED", "DUPLICATE"]
+    assert _history(api_world, user) == ["c0", "other", "c1", "c2"]
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({"trackingId": "t", "sessionId": "s", "eventList": []}, "eventList"),
+    ({"trackingId": "t", "sessionId": "s", "eventList": [{"eventType": "c", "itemId": "i"}]}, "sentAt"),
+    ({"trackingId": "t", "sessionId": "s", "eventList": [{"eventType": "c", "sentAt": 1}]}, "itemId"),
+    ({"trackingId": "t", "eventList": [{"eventType": "c", "itemId": "i", "sentAt": 1}]}, "sessionId"),
+    ({"trackingId": "t", "sessionId": "s", "eventList": [{"eventType": "c", "itemId": "i", "sentAt": "yesterday"}]}, "sentAt"),
+    ({"trackingId": "t", "sessionId": "s", "eventList": [{"eventType": "c", "itemId": "i", "sentAt": 1, "properties": "not json"}]}, "properties"),
+    ({"trackingId": "t", "sessionId": "s", "eventList": [{"eventType": "c", "itemId": "i", "sentAt": 1}] * 11}, "eventList"),
+    ({"trackingId": "t", "sessionId": "s", "eventList": [{"eventType": "c", "itemId": "i", "sentAt": 1_700_000_000_000}]}, "sentAt"),
+])
+def test_bad_events_are_400_naming_the_field(api_world, body, fragment):
+    r = call("POST", "/events", body)
+    assert r.status == 400, r.body
+    assert r.error_type == "InvalidInputException"
+    assert fragment in r.body["message"]
+
+
+def test_idempotency_keys_are_bounded_in_size():
+    key = service.idempotency_key("t" * 256, "u" * 256, "e" * 256)
+    assert len(key) < 100 and key.startswith("putevents#")
+    assert key != service.idempotency_key("t" * 256, "u" * 255, "e" * 256)
+    _ = json  # used by other tests in this module
