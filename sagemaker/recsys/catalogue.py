@@ -13,7 +13,7 @@ class Catalogue:
     def __init__(self, item_ids: Sequence[str], titles: Sequence[str], categories: Sequence[str]) -> None:
         self.item_ids = list(item_ids)
         self.titles = list(titles)
-        names = sorted({c for c in categories})
+        names = sorted(set(categories))
         self.category_names: List[str] = names
         code = {c: i for i, c in enumerate(names)}
         self.category_codes = np.array([code[c] for c in categories], dtype=np.int32)
@@ -52,6 +52,6 @@ class Catalogue:
         }))
 
     @classmethod
-    def load(cls, path) -> "Catalogue":
+    def load(cls, path) -> Catalogue:
         data = json.loads(Path(path).read_text())
         return cls(data["item_ids"], data["titles"], data["categories"])

@@ -108,7 +108,7 @@ def _open_text(path: Path) -> io.TextIOBase:
     try:
         if path.suffix.lower() == ".gz":
             return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="strict", newline="")
-        return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by caller
+        return open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 

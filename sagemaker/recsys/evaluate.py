@@ -162,7 +162,7 @@ def run(seqs: Sequences, first_seen: np.ndarray, fit: Callable[[Sequences], obje
     repeats = float(np.mean([t in set(h.tolist()) for h, t in zip(train.items, targets.tolist())]))
     report = {
         "protocol": "leave-last-out",
-        "users": int(len(targets)),
+        "users": len(targets),
         "items": int(seqs.n_items),
         "training_events": int(train.n_events),
         "targets_in_history": repeats,

@@ -44,10 +44,11 @@ def cooccurrence(
         keep = a != b
         a, b = a[keep], b[keep]
         w = np.float32(1.0 / d ** decay)
-        if forward:
-            rows.append(a), cols.append(b), vals.append(np.full(len(a), forward * w, np.float32))
-        if backward:
-            rows.append(b), cols.append(a), vals.append(np.full(len(a), backward * w, np.float32))
+        for weight, src, dst in ((forward, a, b), (backward, b, a)):
+            if weight:
+                rows.append(src)
+                cols.append(dst)
+                vals.append(np.full(len(src), weight * w, np.float32))
     if not rows:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     matrix = sp.coo_matrix(

@@ -67,7 +67,7 @@ def _run(job, argv: List[str]) -> int:
     started = time.time()
     try:
         job(parse_hyperparameter_args(argv))
-    except Exception as exc:  # noqa: BLE001 - every failure must become a readable FailureReason
+    except Exception as exc:
         expected = isinstance(exc, (data_mod.DataError, ValueError, FileNotFoundError))
         message = f"{type(exc).__name__}: {exc}" if not expected else str(exc)
         print(f"[job] FAILED: {message}", file=sys.stderr, flush=True)

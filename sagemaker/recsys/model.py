@@ -41,7 +41,7 @@ class OrderingRules:
     item_boosts: Dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: Optional[Mapping[str, Any]]) -> "OrderingRules":
+    def from_json(cls, data: Optional[Mapping[str, Any]]) -> OrderingRules:
         data = data or {}
         cap = data.get("max_per_category")
         if cap is not None and (not isinstance(cap, int) or cap < 1):
@@ -73,7 +73,7 @@ class Recommender:
         return str(self.manifest.get("model_version", "unversioned"))
 
     @classmethod
-    def load(cls, model_dir) -> "Recommender":
+    def load(cls, model_dir) -> Recommender:
         """Load a model directory (an extracted ``model.tar.gz``). No pickles are read."""
         d = Path(model_dir)
         manifest_path = d / "manifest.json"

@@ -28,7 +28,7 @@ class Ranker:
 
     @classmethod
     def fit(cls, features: np.ndarray, labels: np.ndarray, feature_names: Sequence[str],
-            c: float = 1.0, max_iter: int = 500, seed: int = 0) -> "Ranker":
+            c: float = 1.0, max_iter: int = 500, seed: int = 0) -> Ranker:
         if features.shape[0] == 0 or labels.min() == labels.max():
             raise ValueError("the ranker needs both positive and negative examples; too little data")
         mean = features.mean(axis=0)
@@ -37,7 +37,7 @@ class Ranker:
         x = (features - mean) / scale
         model = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
         model.fit(x, labels)
-        info = {"examples": int(len(labels)), "positives": int(labels.sum()), "C": c,
+        info = {"examples": len(labels), "positives": int(labels.sum()), "C": c,
                 "iterations": int(np.max(model.n_iter_))}
         return cls(feature_names, mean, scale, model.coef_.ravel(), float(model.intercept_[0]), info)
 
@@ -59,7 +59,7 @@ class Ranker:
         }
 
     @classmethod
-    def from_json(cls, data: Dict, expected_features: Optional[List[str]] = None) -> "Ranker":
+    def from_json(cls, data: Dict, expected_features: Optional[List[str]] = None) -> Ranker:
         if data.get("type") != "logistic_regression":
             raise ValueError(f"unknown ranker type {data.get('type')!r}")
         if expected_features is not None and data["feature_names"] != list(expected_features):
@@ -74,5 +74,5 @@ class Ranker:
         Path(path).write_text(json.dumps(self.to_json(), indent=2))
 
     @classmethod
-    def load(cls, path, expected_features: Optional[List[str]] = None) -> "Ranker":
+    def load(cls, path, expected_features: Optional[List[str]] = None) -> Ranker:
         return cls.from_json(json.loads(Path(path).read_text()), expected_features)

@@ -65,7 +65,7 @@ class RetrievalParams:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, values: Optional[Dict[str, object]]) -> "RetrievalParams":
+    def from_dict(cls, values: Optional[Dict[str, object]]) -> RetrievalParams:
         known = {f.name: f.type for f in fields(cls)}
         kwargs = {}
         for key, value in (values or {}).items():
@@ -113,7 +113,7 @@ class RetrievalModel:
 
     @classmethod
     def fit(cls, sequences: Sequence[np.ndarray], times: Sequence[np.ndarray], n_items: int,
-            params: RetrievalParams = RetrievalParams(), log=print) -> "RetrievalModel":
+            params: RetrievalParams = RetrievalParams(), log=print) -> RetrievalModel:
         """Fit embeddings, index, graphs and popularity from time-ordered item sequences."""
         p = params
         flat, _ = graphs.flatten(sequences)
@@ -172,7 +172,7 @@ class RetrievalModel:
         (d / "retrieval.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
-    def load(cls, directory) -> "RetrievalModel":
+    def load(cls, directory) -> RetrievalModel:
         d = Path(directory)
         meta = json.loads((d / "retrieval.json").read_text())
         params = RetrievalParams.from_dict(meta["params"])

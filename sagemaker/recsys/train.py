@@ -51,7 +51,7 @@ class RankerParams:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, values: Optional[Mapping[str, Any]]) -> "RankerParams":
+    def from_dict(cls, values: Optional[Mapping[str, Any]]) -> RankerParams:
         known = {f.name for f in fields(cls)}
         return cls(**{k: type(getattr(cls, k))(v) for k, v in (values or {}).items() if k in known})
 
@@ -82,7 +82,7 @@ def load_data(events_path, items_path=None, max_bad_fraction: float = data_mod.D
     items = data_mod.load_items(items_path, max_bad_fraction) if items_path else None
     seqs = data_mod.encode(events, items.item_ids if items else None)
     summary = {
-        "events": int(len(events)),
+        "events": len(events),
         "users": int(seqs.n_users),
         "items": int(seqs.n_items),
         "events_report": events.report.to_json(),
@@ -125,7 +125,7 @@ def fit_retrieval(seqs: Sequences, items: Optional[Items], params: RetrievalPara
         except ImportError:  # the text index module is optional in older artifacts
             TextIndex = None  # type: ignore[assignment]
         if TextIndex is not None:
-            attrs = {i: a for i, a in zip(items.item_ids, items.attributes)}
+            attrs = dict(zip(items.item_ids, items.attributes))
             text_index = TextIndex.build(catalogue.texts([attrs.get(i, {}) for i in catalogue.item_ids]))
             log(f"[retrieval] text index over {len(catalogue):,} titles")
     manifest = {
@@ -177,7 +177,7 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
         inner_retrieval.index.set_num_threads(2)
     builder = CandidateBuilder(inner_retrieval, rec.catalogue.category_codes)
     users = rng.permutation(labelled)[: kparams.ranker_users]
-    n_val = int(round(len(users) * kparams.validation_fraction))
+    n_val = round(len(users) * kparams.validation_fraction)
     val_users = set(users[:n_val].tolist())
     # (user, position of the target): every held-out event of a training user, the last of a validation user
     examples: List[Tuple[int, int]] = []
@@ -296,7 +296,7 @@ def fit(seqs: Sequences, items: Optional[Items], hyperparameters: Optional[Mappi
 def train(events_path, items_path, model_dir, output_data_dir=None,
           hyperparameters: Optional[Mapping[str, Any]] = None, log: Log = print) -> Dict[str, Any]:
     """Both jobs in one process: load, fit, save the model (and the batch outputs)."""
-    rparams, kparams = split_hyperparameters(hyperparameters)
+    _rparams, kparams = split_hyperparameters(hyperparameters)
     _, items, seqs, summary = load_data(events_path, items_path, kparams.max_bad_fraction, log)
     rec = fit(seqs, items, hyperparameters, summary, log)
     rec.save(model_dir)
