@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", help="comma-separated names (default: all available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--sasrec-budget", type=float, default=None,
+                        help="SASRec's wall-clock training budget in seconds (default: its own)")
     args = parser.parse_args(argv)
 
     events_path = DATASETS[args.dataset]().events if args.dataset else args.events
@@ -46,11 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'peer':<14}" + "".join(f"{k:>9}" for k in KEYS) + f"{'seconds':>9}", flush=True)
     for name in names:
         peer = make_peer(name, seed=args.seed)
+        if args.sasrec_budget is not None and hasattr(peer, "time_budget"):
+            peer.time_budget = args.sasrec_budget
         start = time.perf_counter()
         metrics = evaluate_peer(peer, split)
         metrics["seconds"] = round(time.perf_counter() - start, 2)
         if hasattr(peer, "epochs_run"):
             metrics["epochs"] = peer.epochs_run
+            metrics["train_seconds"] = round(peer.train_seconds, 2)
         results[name] = metrics
         print(f"{name:<14}" + "".join(f"{metrics[k]:>9.4f}" for k in KEYS)
               + f"{metrics['seconds']:>9.1f}", flush=True)

@@ -103,7 +103,7 @@ class SASRec(Peer):
     name = "SASRec"
 
     def __init__(self, hidden: int = 64, n_blocks: int = 2, n_heads: int = 1, max_len: int = 50,
-                 dropout: float = 0.2, epochs: int = 50, time_budget: float = 240.0,
+                 dropout: float = 0.2, epochs: int = 30, time_budget: float = 600.0,
                  batch_size: int = 128, lr: float = 1e-3, loss: str = "ce", threads: int = 2,
                  seed: int = 0) -> None:
         super().__init__(seed)
