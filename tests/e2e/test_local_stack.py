@@ -21,6 +21,7 @@ import pytest
 import requests
 from recsys.local.ports import free_port
 from recsys.local.processes import group_members
+from recsys.local.training import CODE_VERSION_ENV
 
 from .conftest import REPO, alive, child_env, listening, python, wait_until
 
@@ -42,11 +43,12 @@ class StackProcess:
         self.proc = subprocess.Popen(
             [python(), "-m", "recsys.local", "up", "--port", str(port), "--work-dir", str(work_dir),
              *SMALL_DATA, *extra],
-            env=child_env(), cwd=str(REPO), stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            env={**child_env(), CODE_VERSION_ENV: "e2e"}, cwd=str(REPO), stdout=self.log,
+            stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text()
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> dict:

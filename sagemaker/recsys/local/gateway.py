@@ -434,7 +434,8 @@ class GatewayServer:
         self.server.socket.close()
         self.server.socket = sock
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                       name="gateway", daemon=True)
 
     @property
     def port(self) -> int:

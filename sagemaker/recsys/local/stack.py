@@ -71,6 +71,22 @@ def default_work_dir() -> Path:
     return Path.cwd() / ".local"
 
 
+def group_members_alive(pid: int) -> bool:
+    """True if process ``pid`` is alive (not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(")") + 2] not in "ZX"
+    except OSError:
+        return True
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """The JSON objects of a JSON Lines file (blank lines skipped)."""
     with open(path, encoding="utf-8") as fh:
@@ -127,6 +143,18 @@ class LocalStack:
         if o.workers < 1:
             raise StackError("--workers must be at least 1")
 
+    def _check_work_dir_free(self) -> None:
+        """Refuse a work dir another live stack is using (its state file names its pid)."""
+        path = self._state_path()
+        try:
+            other = json.loads(path.read_text())
+            pid = int(other.get("pid") or 0)
+        except (OSError, ValueError):
+            return
+        if pid and pid != os.getpid() and group_members_alive(pid):
+            raise StackError(f"another `recsys local up` (pid {pid}, {other.get('gateway_url')}) is "
+                             f"using {self.work_dir}: stop it, or pass another --work-dir")
+
     def start(self) -> LocalStack:
         """Start every part; on failure (or interrupt) stop what was started and re-raise."""
         self._validate_inputs()
@@ -136,11 +164,15 @@ class LocalStack:
         self._stoppers.append(self._close_gateway_socket)
         for port, what in ((o.endpoint_port, "SageMaker endpoint"), (o.aws_port, "embedded AWS")):
             check_free(o.host, port, what)
+        self._check_work_dir_free()
         try:
             self._start_aws()
             model = self._train_or_reuse()
+            # The endpoint's workers import and load the model while DynamoDB is being loaded.
+            started = time.monotonic()
+            self._spawn_endpoint(model)
             self._load_dynamodb(model)
-            self._start_endpoint(model)
+            self._wait_endpoint(started)
             self._start_gateway()
         except BaseException:
             self.stop()
@@ -308,9 +340,8 @@ class LocalStack:
         self.step(3, f"loaded DynamoDB with the pipeline's loader from {model.batch_dir}: {shown} "
                      f"({time.monotonic() - started:.1f}s)")
 
-    def _start_endpoint(self, model: TrainedModel) -> None:
+    def _spawn_endpoint(self, model: TrainedModel) -> None:
         o = self.options
-        started = time.monotonic()
         argv = [sys.executable, "-m", "recsys.local.endpoint", "--model-dir", str(model.model_dir),
                 "--host", o.host, "--port", str(o.endpoint_port), "--workers", str(o.workers),
                 "--name", ENDPOINT_NAME]
@@ -324,6 +355,10 @@ class LocalStack:
         self.endpoint_child = Child("endpoint", argv, env=env, echo=not o.quiet_children,
                                     out=self.out).start()
         self._stoppers.append(self.endpoint_child.stop)
+
+    def _wait_endpoint(self, started: float) -> None:
+        o = self.options
+        assert self.endpoint_child is not None
         ready = dict(part.split("=", 1) for part in self.endpoint_child.wait_ready(300).split())
         self.endpoint_url = f"http://{o.host}:{ready['port']}"
         self.step(4, f"SageMaker endpoint {ENDPOINT_NAME!r} on {self.endpoint_url}: "

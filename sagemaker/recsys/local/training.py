@@ -75,8 +75,17 @@ def _sha256_file(path: Path, digest: Optional[Any] = None) -> str:
     return h.hexdigest()
 
 
+CODE_VERSION_ENV = "RECSYS_LOCAL_CODE_VERSION"
+
+
 def code_version() -> str:
-    """A hash of the training code: the ``recsys`` package (but this local stack) and entry points."""
+    """A hash of the training code: the ``recsys`` package (but this local stack) and entry points.
+
+    ``RECSYS_LOCAL_CODE_VERSION`` overrides it (tests pin it while others edit the tree).
+    """
+    pinned = os.environ.get(CODE_VERSION_ENV)
+    if pinned:
+        return pinned
     root = sagemaker_dir()
     files = sorted(p for p in (root / "recsys").rglob("*.py") if "local" not in p.relative_to(root / "recsys").parts)
     files += sorted(root.glob("train_*.py"))
