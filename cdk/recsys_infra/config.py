@@ -78,6 +78,8 @@ class ApiConfig:
     throttle_rate_limit: float = 100.0
     throttle_burst_limit: int = 200
     api_key_quota_per_day: int = 100_000
+    errors_5xx_alarm_threshold: int = 5  # 5xx answers per 5 minutes
+    latency_alarm_ms: int = 3000  # p99 over 5 minutes
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,8 @@ _SECTIONS: dict[str, tuple[type, dict[str, str]]] = {
             "throttleRateLimit": "throttle_rate_limit",
             "throttleBurstLimit": "throttle_burst_limit",
             "apiKeyQuotaPerDay": "api_key_quota_per_day",
+            "errors5xxAlarmThreshold": "errors_5xx_alarm_threshold",
+            "latencyAlarmMs": "latency_alarm_ms",
         },
     ),
     "lambdas": (

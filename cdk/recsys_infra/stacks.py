@@ -20,7 +20,7 @@ from constructs import Construct
 
 from recsys_infra.api import Api
 from recsys_infra.config import EnvironmentConfig
-from recsys_infra.monitoring import AlarmTopic
+from recsys_infra.monitoring import AlarmTopic, ServiceMonitoring
 from recsys_infra.serving import Serving
 from recsys_infra.shared import shared_resources
 from recsys_infra.storage import Storage
@@ -92,7 +92,21 @@ class ApiStack(Stack):
             delivery_stream_name=shared.delivery_stream_name,
             delivery_stream_arn=shared.delivery_stream_arn,
         )
+        self.monitoring = ServiceMonitoring(
+            self,
+            "Monitoring",
+            cfg=cfg,
+            rest_api=self.api.rest_api,
+            functions={name: f.function for name, f in self.api.functions.items()},
+            topic=shared.alarm_topic,
+        )
         CfnOutput(self, "ApiUrl", value=self.api.rest_api.url)
+        CfnOutput(
+            self,
+            "DashboardUrl",
+            value=f"https://{cfg.region}.console.aws.amazon.com/cloudwatch/home?region={cfg.region}"
+            f"#dashboards:name={cfg.prefix}-recsys",
+        )
         if self.api.api_key is not None:
             CfnOutput(self, "ApiKeyId", value=self.api.api_key.key_id)
 

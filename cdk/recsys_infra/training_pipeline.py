@@ -68,7 +68,7 @@ class _StateS3Uri(tasks.S3Location):
         super().__init__()
         self._json_path = json_path
 
-    def bind(self, task, *, for_reading=None, for_writing=None) -> tasks.S3LocationConfig:  # noqa: ARG002
+    def bind(self, task, *, for_reading=None, for_writing=None) -> tasks.S3LocationConfig:
         return tasks.S3LocationConfig(uri=sfn.JsonPath.string_at(self._json_path))
 
 

@@ -436,3 +436,18 @@ def test_no_aws_managed_policies_on_function_roles(synth):
             principal = json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
             if "lambda.amazonaws.com" in principal:
                 assert not role["Properties"].get("ManagedPolicyArns"), f"{name}/{logical}"
+
+
+def test_api_alarms_and_dashboard(synth):
+    cfg = synth.realtime_cfg
+    api = synth.templates[f"{cfg.prefix}-api"]
+    alarms = [a["Properties"] for a in resources(api, "AWS::CloudWatch::Alarm").values()]
+    metrics = sorted(a["MetricName"] for a in alarms)
+    n = len(routes.FUNCTIONS)
+    assert metrics == sorted(["5XXError", "Latency"] + ["Errors"] * n + ["Throttles"] * n)
+    assert all(a["AlarmActions"] for a in alarms)
+    five_xx = next(a for a in alarms if a["MetricName"] == "5XXError")
+    assert five_xx["Threshold"] == cfg.api.errors_5xx_alarm_threshold
+    body = json.dumps(one(api, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
+    for metric in ("5XXError", "ModelLatency", "Invocation5XXErrors", "ExecutionsFailed"):
+        assert metric in body

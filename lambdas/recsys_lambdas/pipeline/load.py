@@ -35,6 +35,8 @@ ENV_TABLES = {
     "items": contracts.ENV_ITEMS_TABLE,
     "recommendations": contracts.ENV_BATCH_TABLE,
 }
+_BATCH_TTL_ATTRIBUTE = contracts.BATCH_RECOMMENDATIONS.ttl_attribute or "expiresAt"
+_USER_TTL_ATTRIBUTE = contracts.USERS.ttl_attribute or "expiresAt"
 BATCH_GET_SIZE = 100  # DynamoDB BatchGetItem limit
 MAX_CONFLICT_RETRIES = 5
 
@@ -93,7 +95,7 @@ def recommendation_row(record: Mapping[str, Any], where: str, expires_at: int) -
         contracts.BATCH_RECOMMENDATIONS.partition_key: _string(record, "userId", where),
         "items": entries,
         "modelVersion": _string(record, "modelVersion", where, required=False) or "batch",
-        contracts.BATCH_RECOMMENDATIONS.ttl_attribute: expires_at,
+        _BATCH_TTL_ATTRIBUTE: expires_at,
     }
 
 
@@ -183,7 +185,7 @@ def _write_history(
             Key={contracts.USERS.partition_key: user_id},
             UpdateExpression=(
                 "SET recentItems = :items, recentTimestamps = :ts, updatedAt = :now, "
-                f"{contracts.USERS.ttl_attribute} = :exp, version = :next"
+                f"{_USER_TTL_ATTRIBUTE} = :exp, version = :next"
             ),
             ConditionExpression=condition,
             ExpressionAttributeValues=values,
