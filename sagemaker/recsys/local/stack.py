@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -265,7 +266,10 @@ class LocalStack:
     def _given_model(self, path: Path) -> TrainedModel:
         path = path.resolve()
         if path.is_file():  # a model.tar.gz, as SageMaker would hand it to the endpoint
-            model_dir = extract_tarball(path, self.work_dir / "given-model" / "model")
+            target = self.work_dir / "given-model" / "model"
+            if target.exists():
+                shutil.rmtree(target)
+            model_dir = extract_tarball(path, target)
         else:
             model_dir = path
         batch_dir = self.options.batch_dir
