@@ -94,6 +94,7 @@ def make_app(unrouted: Optional[Dict[str, Callable[[str], Response]]] = None) ->
     def _not_found(exc: Exception) -> Response:
         event = app.current_event
         path, method = event.path, event.http_method.upper()
+        record_metric("ClientErrors")
         matches = [r for r, rx in _ROUTE_PATTERNS if rx.match(path)]
         for route in matches:
             if route.method == method and route.operation_id in unrouted:
