@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -46,7 +46,7 @@ class EndpointAnswer:
     model_version: str
 
 
-def _filters(filters: Optional[Dict[str, Sequence[str]]]) -> Dict[str, List[str]]:
+def _filters(filters: Optional[Mapping[str, Sequence[str]]]) -> Dict[str, List[str]]:
     filters = filters or {}
     return {key: sorted(set(filters.get(key, ()))) for key in FILTER_KEYS}
 
@@ -55,7 +55,7 @@ def _history(history: Sequence[str]) -> List[str]:
     return list(history)[-MAX_HISTORY:]  # newest last: keep the most recent
 
 
-def recommend_request(history: Sequence[str], k: int, filters: Optional[Dict[str, Sequence[str]]] = None,
+def recommend_request(history: Sequence[str], k: int, filters: Optional[Mapping[str, Sequence[str]]] = None,
                       context: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Body of a ``recommend`` request (history oldest -> newest)."""
     body: Dict[str, Any] = {"action": "recommend", "history": _history(history), "k": int(k),
@@ -65,7 +65,7 @@ def recommend_request(history: Sequence[str], k: int, filters: Optional[Dict[str
     return body
 
 
-def similar_request(item_id: str, k: int, filters: Optional[Dict[str, Sequence[str]]] = None) -> Dict[str, Any]:
+def similar_request(item_id: str, k: int, filters: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
     """Body of a ``similar`` request."""
     return {"action": "similar", "itemId": item_id, "k": int(k), "filters": _filters(filters)}
 
@@ -76,13 +76,13 @@ def rank_request(history: Sequence[str], item_ids: Sequence[str]) -> Dict[str, A
 
 
 def search_request(query: str, k: int, history: Sequence[str] = (),
-                   filters: Optional[Dict[str, Sequence[str]]] = None) -> Dict[str, Any]:
+                   filters: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
     """Body of a ``search`` request."""
     return {"action": "search", "query": query, "k": int(k), "history": _history(history),
             "filters": _filters(filters)}
 
 
-def popular_request(k: int, filters: Optional[Dict[str, Sequence[str]]] = None) -> Dict[str, Any]:
+def popular_request(k: int, filters: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
     """Body of a ``popular`` request."""
     return {"action": "popular", "k": int(k), "filters": _filters(filters)}
 

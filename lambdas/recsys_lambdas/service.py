@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from recsys_lambdas import contracts, endpoint_client, events_log, feature_store
+from recsys_lambdas import endpoint_client, events_log, feature_store
 from recsys_lambdas.endpoint_client import EndpointUnavailable, Scored
 from recsys_lambdas.errors import (
     InvalidInput,
@@ -504,9 +504,11 @@ def _record_history(deps: Deps, owner: str, tracking_id: str, events: List[Dict[
                          "eventId": {"S": events[p]["eventId"]}, "userId": {"S": owner},
                          "trackingId": {"S": tracking_id}},
                 "ConditionExpression": "attribute_not_exists(id)"}})
+        def write(items: List[Dict[str, Any]] = tx) -> Any:
+            return deps.ddb.transact_write_items(TransactItems=items)
+
         try:
-            feature_store.with_backoff(lambda tx=tx: deps.ddb.transact_write_items(TransactItems=tx),
-                                       what=f"DynamoDB table {settings.users_table}", sleep=deps.sleep)
+            feature_store.with_backoff(write, what=f"DynamoDB table {settings.users_table}", sleep=deps.sleep)
             for p in pending:
                 outcomes[p].status = "ACCEPTED"
             return

@@ -50,7 +50,7 @@ class Settings:
         return self.serving_mode == "realtime" and bool(self.endpoint_name)
 
     @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> Settings:
         """Read the settings from ``env`` (default: ``os.environ``).
 
         Raises:

@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -53,7 +53,7 @@ def _rewrite_refs(node: Any) -> Any:
     return node
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(schema_name: str) -> Callable[[Any], Any]:
     """A compiled validator for ``components.schemas[schema_name]``."""
     definitions = _rewrite_refs(openapi_document()["components"]["schemas"])

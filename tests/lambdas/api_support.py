@@ -15,7 +15,6 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from boto3.dynamodb.types import TypeSerializer
 from botocore.awsrequest import AWSResponse
-
 from recsys_lambdas import contracts
 
 PREFIX = "test"
@@ -191,7 +190,7 @@ def sample_users(batch_dir: Path, n: int = 12) -> list:
     """The users the tests load: the one with the longest history first, then a few more."""
     users = read_jsonl(batch_dir / "users.jsonl")
     longest = max(users, key=lambda r: len(r["recentItems"]))
-    return [longest] + [u for u in users if u["userId"] != longest["userId"]][: n - 1]
+    return [longest, *[u for u in users if u["userId"] != longest["userId"]][: n - 1]]
 
 
 def load_batch_output(ddb: Any, batch_dir: Path) -> None:

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
+import api_support as sup
 import boto3
 import pytest
-
 from recsys_lambdas import aws, contracts
-import api_support as sup
 
 # Small enough to train in seconds on a shared laptop core, big enough for real answers.
 MODEL_DATA = {"n_users": 300, "n_items": 200, "n_events": 8000, "seed": 0}

@@ -12,7 +12,6 @@ import pytest
 from api_support import call, set_env
 from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
-
 from recsys_lambdas import aws, contracts, feature_store
 
 

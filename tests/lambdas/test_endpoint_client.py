@@ -8,7 +8,6 @@ import json
 
 import pytest
 from recsys import protocol
-
 from recsys_lambdas import endpoint_client as ec
 from recsys_lambdas.errors import InvalidInput, NotImplementedByModel, ResourceNotFound
 

@@ -9,7 +9,6 @@ import api_support as sup
 import pytest
 from api_support import call
 from botocore.stub import ANY, Stubber
-
 from recsys_lambdas import aws, contracts, service
 
 

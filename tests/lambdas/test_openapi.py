@@ -13,7 +13,6 @@ import botocore
 import fastjsonschema
 import pytest
 from api_support import call
-
 from recsys_lambdas import routes
 from recsys_lambdas.validation import openapi_document, validator
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from recsys_lambdas import contracts
 import api_support as sup
+import pytest
 from api_support import call
+from recsys_lambdas import contracts
 
 
 def _known_user(world) -> dict:

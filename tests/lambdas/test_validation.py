@@ -7,7 +7,6 @@ import json
 
 import pytest
 from api_support import call
-
 from recsys_lambdas.settings import MAX_BODY_BYTES
 
 

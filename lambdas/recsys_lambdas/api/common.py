@@ -28,7 +28,7 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 JSON = "application/json"
 
 
-def _route_regex(path: str) -> "re.Pattern[str]":
+def _route_regex(path: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$")
 
 

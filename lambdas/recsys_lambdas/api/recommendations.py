@@ -14,8 +14,22 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from recsys_lambdas import service
-from recsys_lambdas.api.common import deps, json_response, logger, make_app, metrics, record_metric, tracer
-from recsys_lambdas.validation import parse_json_body, query_param, validate, validate_value, parameter_schema
+from recsys_lambdas.api.common import (
+    deps,
+    json_response,
+    logger,
+    make_app,
+    metrics,
+    record_metric,
+    tracer,
+)
+from recsys_lambdas.validation import (
+    parameter_schema,
+    parse_json_body,
+    query_param,
+    validate,
+    validate_value,
+)
 
 SIMILAR_PATH = "/items/{itemId}/similar"
 
@@ -78,7 +92,7 @@ def get_personalized_ranking() -> Response:
 
 @app.get("/items/<itemId>/similar")
 @tracer.capture_method
-def get_similar_items(itemId: str) -> Response:  # noqa: N803 - the path parameter's name
+def get_similar_items(itemId: str) -> Response:
     # API Gateway puts the decoded value in pathParameters; the router saw the raw path
     decoded = (app.current_event.path_parameters or {}).get("itemId") or unquote(itemId)
     return _similar(decoded)
