@@ -177,6 +177,7 @@ class Storage(Construct):
                 + "!{firehose:error-output-type}/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/",
                 # Uncompressed JSON Lines: the training reader takes the files as they are.
                 compression_format="UNCOMPRESSED",
+                file_extension=".jsonl",
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
                     interval_in_seconds=300, size_in_m_bs=64
                 ),
