@@ -34,9 +34,8 @@ def _percentile(values: List[float], q: float) -> float:
 
 
 def _env() -> None:
-    from recsys_lambdas import contracts
-
     import api_support as sup
+    from recsys_lambdas import contracts
 
     os.environ.update({
         "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": sup.REGION,
@@ -55,11 +54,10 @@ def run(requests: int, model_dir: Path, batch_dir: Path) -> Dict[str, Any]:
     """Time each operation ``requests`` times against a fresh moto world; returns the figures."""
     import random
 
-    from moto import mock_aws
-
     import api_support as sup
     from api_support import call
     from conftest import ApiWorld
+    from moto import mock_aws
     from recsys_lambdas import aws
 
     _env()
