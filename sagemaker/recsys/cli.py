@@ -52,19 +52,33 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import evaluate, train
+    from .data import Sequences
+    from .model import Recommender
 
     hps = _hyperparameters(args.set)
     train.split_hyperparameters(hps)  # fail fast on a typo
     events, items, seqs, summary = train.load_data(args.events, args.items, log=_log)
     first_seen = evaluate.first_seen_positions(events.item_ids, seqs.item_ids)
+    fitted: List[Recommender] = []  # the model fitted on the training part, for the search evaluation
+
+    def fit(part: Sequences) -> Recommender:
+        rec = train.fit(part, items, hps, summary, log=_log)
+        fitted.append(rec)
+        return rec
+
     report = evaluate.run(
-        seqs, first_seen,
-        fit=lambda part: train.fit(part, items, hps, summary, log=_log),
-        log=_log,
+        seqs, first_seen, fit=fit, log=_log,
         extra={"events_file": str(args.events), "items_file": str(args.items) if args.items else None,
                "hyperparameters": hps},
     )
     print(evaluate.format_table(report))
+    if items is not None and fitted and fitted[-1].text_index is not None:
+        from . import search_eval
+
+        part, targets, _ = evaluate.leave_last_out(seqs)
+        report["search"] = search_eval.evaluate_search(
+            fitted[-1], part.items, targets, texts=search_eval.item_texts(fitted[-1], items), log=_log)
+        print(search_eval.format_table(report["search"]))
     if args.output:
         Path(args.output).write_text(evaluate.to_json(report))
         _log(f"[evaluate] report written to {args.output}")

@@ -226,6 +226,9 @@ class Recommender:
         k = _check_k(k)
         if not isinstance(query, str) or not query.strip():
             raise protocol.InvalidRequest("query must be a non-empty string")
+        if len(query) > protocol.MAX_QUERY_CHARS:
+            raise protocol.InvalidRequest(
+                f"query has {len(query)} characters; at most {protocol.MAX_QUERY_CHARS} allowed")
         if self.text_index is None:
             raise protocol.InvalidRequest("this model has no text index (train it with an items file)")
         idx, rel = self.text_index.query(query, SEARCH_TEXT_CANDIDATES)
