@@ -15,7 +15,7 @@ FEATURES = (
     "covisit", "covisit_last", "covisit_rr", "knn", "knn_rr",
     "popularity", "popular_rr", "trend", "trending_rr",
     "category_affinity", "history_length",
-    "ann_sim_x_history", "covisit_x_history", "fusion", "n_sources",
+    "ann_sim_x_history", "covisit_x_history", "fusion", "n_sources", "ease", "ease_rr",
 )
 N_RECENT = 5  # items whose neighbours feed the "recent" source and the recent_sim feature
 
@@ -104,6 +104,8 @@ class CandidateBuilder:
         knn_rows = (weights @ r.knn).tocsr()
         cov_rows.sort_indices()
         knn_rows.sort_indices()
+        ease_rows = (weights @ r.ease).tocsr()
+        ease_rows.sort_indices()
         popular = r.popular_order[: p.n_popular]
         trending = r.trending_order[: p.n_trending]
         out: List[Candidates] = []
@@ -118,8 +120,11 @@ class CandidateBuilder:
             knn_idx, knn_val = knn_rows.indices[ks:ke], knn_rows.data[ks:ke]
             cov_top = _top_sparse(cov_idx, cov_val, p.n_covisit)
             knn_top = _top_sparse(knn_idx, knn_val, p.n_knn)
+            es, ee = ease_rows.indptr[b], ease_rows.indptr[b + 1]
+            ease_idx, ease_val = ease_rows.indices[es:ee], ease_rows.data[es:ee]
+            ease_top = _top_sparse(ease_idx, ease_val, p.n_ease)
             sources = {"ann": ann_top[: p.n_ann + len(history)], "recent": recent_top,
-                       "covisit": cov_top, "knn": knn_top, "popular": popular, "trending": trending}
+                       "covisit": cov_top, "knn": knn_top, "ease": ease_top, "popular": popular, "trending": trending}
             if fixed_items is not None:
                 items = np.asarray(fixed_items[b], np.int64)
             else:
@@ -132,7 +137,7 @@ class CandidateBuilder:
                 if len(items) < min_candidates:
                     items = self._top_up(items, history, f, min_candidates)
             feats = self._features(items, history, queries[b], tail, tail_w, sources,
-                                   cov_idx, cov_val, knn_idx, knn_val)
+                                   cov_idx, cov_val, knn_idx, knn_val, ease_idx, ease_val)
             out.append(Candidates(items=items, features=feats, sources=sources))
         return out
 
@@ -164,7 +169,8 @@ class CandidateBuilder:
                         return np.concatenate([items, np.array(extra, np.int64)])
         return np.concatenate([items, np.array(extra, np.int64)]) if extra else items
 
-    def _features(self, items, history, query, tail, tail_w, sources, cov_idx, cov_val, knn_idx, knn_val):
+    def _features(self, items, history, query, tail, tail_w, sources, cov_idx, cov_val, knn_idx, knn_val,
+                  ease_idx, ease_val):
         r = self.r
         n = len(items)
         x = np.zeros((n, len(FEATURES)), np.float32)
@@ -199,6 +205,8 @@ class CandidateBuilder:
         x[:, 15] = hist
         x[:, 16] = x[:, 0] * hist
         x[:, 17] = x[:, 5] * hist
+        x[:, 20] = np.log1p(_lookup(ease_idx, ease_val, items) / r.refs.get("ease", 1.0))
+        x[:, 21] = _rr(sources["ease"], items)
         rr = x[:, RR_COLUMNS]
         x[:, 18] = _fusion(rr)
         x[:, 19] = (rr > 0).sum(axis=1)
@@ -218,8 +226,9 @@ def _recent_distinct(history: np.ndarray, n: int) -> np.ndarray:
     return np.array(out[::-1], dtype=np.int64)
 
 
-RR_COLUMNS = [FEATURES.index(n) for n in ("ann_rr", "recent_rr", "covisit_rr", "knn_rr", "popular_rr", "trending_rr")]
-FUSION_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.0, 0.5, 0.5], np.float32)
+RR_COLUMNS = [FEATURES.index(n) for n in
+              ("ann_rr", "recent_rr", "covisit_rr", "knn_rr", "ease_rr", "popular_rr", "trending_rr")]
+FUSION_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5], np.float32)
 
 
 def _fusion(rr: np.ndarray) -> np.ndarray:

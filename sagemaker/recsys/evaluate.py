@@ -106,7 +106,7 @@ def evaluate_model(rec, histories: Sequence[np.ndarray], targets: np.ndarray, ba
         if log and (start // batch_size) % 20 == 0:
             log(f"[evaluate] {min(n, start + batch_size):,}/{n:,} users ({time.time() - started:.1f}s)")
     p = rec.retrieval.params
-    sizes = {"ann": p.n_ann, "recent": p.n_recent, "covisit": p.n_covisit, "knn": p.n_knn,
+    sizes = {"ann": p.n_ann, "recent": p.n_recent, "covisit": p.n_covisit, "knn": p.n_knn, "ease": p.n_ease,
              "popular": p.n_popular, "trending": p.n_trending}
     recall = {"union": {"recall": float(in_candidates.mean()) if n else 0.0,
                         "mean_candidates": float(n_candidates.mean()) if n else 0.0}}

@@ -8,6 +8,8 @@ Candidate sources (each returns its own top list; their union is the candidate s
 * ``covisit``:    the sequential co-visitation graph (what is consumed next, within a few steps),
                   summed over the recency-weighted history;
 * ``knn``:        the item-kNN graph (co-occurrence in a wide window, cosine-normalised);
+* ``ease``:       EASE item-item weights (Steck 2019), pruned to the strongest per item, for
+                  catalogues up to ``ease_max_items`` (a dense inverse beyond that is too costly);
 * ``popular`` and ``trending``: global lists, the cold-start answer.
 
 Embeddings are the documented equivalent of skip-gram with negative sampling (item2vec):
@@ -32,7 +34,7 @@ from sklearn.utils.extmath import randomized_svd
 
 from . import graphs
 
-SOURCES = ("ann", "recent", "covisit", "knn", "popular", "trending")
+SOURCES = ("ann", "recent", "covisit", "knn", "ease", "popular", "trending")
 DAY = 86_400.0
 
 
@@ -60,6 +62,9 @@ class RetrievalParams:
     n_recent: int = 100
     n_covisit: int = 200
     n_knn: int = 200
+    n_ease: int = 200
+    ease_lambda: float = 500.0
+    ease_max_items: int = 5000
     n_popular: int = 100
     n_trending: int = 50
     seed: int = 0
@@ -87,7 +92,7 @@ class RetrievalModel:
     def __init__(self, params: RetrievalParams, embeddings: np.ndarray, index: Optional[hnswlib.Index],
                  neighbours: np.ndarray, neighbour_sims: np.ndarray, covisit: sp.csr_matrix,
                  knn: sp.csr_matrix, popularity: np.ndarray, trend: np.ndarray,
-                 refs: Dict[str, float], index_recall: float) -> None:
+                 refs: Dict[str, float], index_recall: float, ease: Optional[sp.csr_matrix] = None) -> None:
         self.params = params
         self.embeddings = embeddings
         self.index = index
@@ -95,6 +100,7 @@ class RetrievalModel:
         self.neighbour_sims = neighbour_sims
         self.covisit = covisit
         self.knn = knn
+        self.ease = ease if ease is not None else sp.csr_matrix((embeddings.shape[0],) * 2, dtype=np.float32)
         self.popularity = popularity
         self.trend = trend
         self.refs = refs
@@ -141,13 +147,15 @@ class RetrievalModel:
         covisit = graphs.normalise_and_prune(cov, freq, p.graph_top_n, alpha=0.5)
         co = graphs.cooccurrence(sequences, n_items, p.knn_window, decay=0.0, max_len=200)
         knn = graphs.normalise_and_prune(co, freq, p.graph_top_n, alpha=0.5)
-        log(f"[retrieval] graphs: covisit {covisit.nnz:,} edges, item-kNN {knn.nnz:,} edges")
+        ease = _ease(sequences, n_items, p)
+        log(f"[retrieval] graphs: covisit {covisit.nnz:,} edges, item-kNN {knn.nnz:,} edges, EASE {ease.nnz:,} weights")
         refs = {
+            "ease": float(np.median(ease.data)) if ease.nnz else 1.0,
             "covisit": float(np.median(covisit.data)) if covisit.nnz else 1.0,
             "knn": float(np.median(knn.data)) if knn.nnz else 1.0,
             "trend_end": end,
         }
-        return cls(p, embeddings, index, neighbours, neighbour_sims, covisit, knn, freq, trend, refs, recall)
+        return cls(p, embeddings, index, neighbours, neighbour_sims, covisit, knn, freq, trend, refs, recall, ease)
 
     # --- persistence ----------------------------------------------------------------------
 
@@ -161,6 +169,7 @@ class RetrievalModel:
         np.save(d / "trend.npy", self.trend)
         sp.save_npz(d / "covisit.npz", self.covisit)
         sp.save_npz(d / "knn.npz", self.knn)
+        sp.save_npz(d / "ease.npz", self.ease)
         if self.index is not None:
             self.index.save_index(str(d / "hnsw.bin"))
         meta = {
@@ -189,6 +198,7 @@ class RetrievalModel:
             sp.load_npz(d / "covisit.npz").tocsr(), sp.load_npz(d / "knn.npz").tocsr(),
             np.load(d / "popularity.npy", allow_pickle=False), np.load(d / "trend.npy", allow_pickle=False),
             meta["refs"], meta["index_recall_at_10"],
+            sp.load_npz(d / "ease.npz").tocsr() if (d / "ease.npz").exists() else None,
         )
 
     # --- online use -------------------------------------------------------------------------
@@ -226,6 +236,22 @@ class RetrievalModel:
         self.index.set_ef(max(self.params.ef, k))  # ef >= k, or hnswlib cannot return k results
         labels, dist = self.index.knn_query(queries, k=k)
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
+
+
+def _ease(sequences: Sequence[np.ndarray], n_items: int, p: RetrievalParams) -> sp.csr_matrix:
+    """EASE's closed form ``B = I - P / diag(P)``, ``P = (X^T X + lambda I)^-1``, pruned per row."""
+    if n_items > p.ease_max_items or n_items < 2:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    flat, owner = graphs.flatten(sequences)
+    x = sp.csr_matrix((np.ones(len(flat), np.float32), (owner, flat)), shape=(len(sequences), n_items))
+    x.data[:] = 1.0  # binary: repeats count once
+    gram = (x.T @ x).toarray().astype(np.float64)
+    gram[np.diag_indices(n_items)] += p.ease_lambda
+    inv = np.linalg.inv(gram)
+    b = -inv / np.diag(inv)[None, :]
+    b[np.diag_indices(n_items)] = 0.0
+    b[b < 0] = 0.0
+    return graphs.prune_rows(sp.csr_matrix(b.astype(np.float32)), p.graph_top_n)
 
 
 def _svd_embeddings(counts: sp.csr_matrix, p: RetrievalParams, n_items: int) -> np.ndarray:

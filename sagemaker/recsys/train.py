@@ -39,8 +39,8 @@ BATCH_K = 50
 @dataclass(frozen=True)
 class RankerParams:
     ranker_users: int = 20_000
-    ranker_negatives: int = 50
-    ranker_hard_negatives: int = 20
+    ranker_negatives: int = 100
+    ranker_hard_negatives: int = 0  # >0 biases the model against what stage 1 ranks high
     ranker_c: float = 0.1
     ranker_targets: int = 10
     validation_fraction: float = 0.2
