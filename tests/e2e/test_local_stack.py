@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -251,6 +252,25 @@ def test_endpoint_serves_the_real_model_from_two_worker_processes(stack):
                                      ContentType="application/json", Body=json.dumps(body))
     doc = json.loads(answer["Body"].read())
     assert len(doc["items"]) == 3 and doc["modelVersion"] == stack["state"]["model_version"]
+
+
+def test_guided_tour_shows_real_answers_and_an_event_changing_the_next_one(stack, batch):
+    from types import SimpleNamespace
+
+    from recsys.local.tour import run_tour
+
+    lines: list = []
+    fake_stack = SimpleNamespace(
+        gateway_url=stack["url"], endpoint_url=stack["state"]["endpoint_url"],
+        items_by_id=batch["items"], say=lines.append,
+        sample_users=[(u["userId"], u["recentItems"]) for u in batch["users"][5:15]])
+    run_tour(fake_stack)
+    text = "\n".join(lines)
+    assert text.count("HTTP 200") >= 5, text
+    changed = re.search(r"(\d+) of (\d+) recommendations changed after the events", text)
+    assert changed and int(changed.group(1)) > 0, text
+    assert any(item["title"] in text for item in batch["items"].values())  # answers show titles
+    assert f"curl -s -X POST '{stack['url']}/recommendations'" in text
 
 
 # --- failure, shutdown, restart -------------------------------------------------------------
