@@ -51,9 +51,30 @@ def client_kwargs(endpoint_url: str) -> dict[str, Any]:
     }
 
 
+def spawn_moto(host: str = "127.0.0.1", port: int = 0, echo: bool = True) -> Child:
+    """Start moto's server as a child process group (returns at once; see :func:`wait_moto`)."""
+    return Child(
+        "aws",
+        [sys.executable, "-m", "recsys.local.motoserver", "--host", host, "--port", str(port)],
+        env=python_child_env(FAKE_CREDENTIALS),
+        echo=echo,
+    ).start()
+
+
+def wait_moto(child: Child, host: str = "127.0.0.1", timeout: float = 120.0) -> str:
+    """Wait until the moto child serves; returns its URL (``http://host:port``).
+
+    Raises:
+        ChildFailed: moto did not start (exited, e.g. on a taken port, or timed out).
+    """
+    ready = child.wait_ready(timeout)
+    bound = int(dict(part.split("=", 1) for part in ready.split())["port"])
+    return f"http://{host}:{bound}"
+
+
 def start_moto(host: str = "127.0.0.1", port: int = 0, echo: bool = True,
-               timeout: float = 60.0) -> tuple[Child, str]:
-    """Start moto's server as a child process group.
+               timeout: float = 120.0) -> tuple[Child, str]:
+    """Start moto's server as a child process group and wait until it serves.
 
     Returns:
         the child and the endpoint URL (``http://host:port``).
@@ -61,15 +82,8 @@ def start_moto(host: str = "127.0.0.1", port: int = 0, echo: bool = True,
     Raises:
         ChildFailed: moto did not start (the message carries its last output).
     """
-    child = Child(
-        "aws",
-        [sys.executable, "-m", "recsys.local.motoserver", "--host", host, "--port", str(port)],
-        env=python_child_env(FAKE_CREDENTIALS),
-        echo=echo,
-    ).start()
-    ready = child.wait_ready(timeout)
-    bound = int(dict(part.split("=", 1) for part in ready.split())["port"])
-    return child, f"http://{host}:{bound}"
+    child = spawn_moto(host, port, echo)
+    return child, wait_moto(child, host, timeout)
 
 
 def create_resources(endpoint_url: str, prefix: str = DEFAULT_PREFIX) -> LocalResources:

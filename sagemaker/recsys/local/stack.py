@@ -24,7 +24,14 @@ from typing import IO, Any, Callable, Optional
 from recsys.local import aws as local_aws
 from recsys.local.ports import bind_listener, check_free
 from recsys.local.processes import Child, group_members, python_child_env
-from recsys.local.training import TrainedModel, TrainingInputs, extract_tarball, prune_runs, train
+from recsys.local.training import (
+    TrainedModel,
+    TrainingInputs,
+    extract_tarball,
+    find_reusable,
+    prune_runs,
+    train,
+)
 
 DEFAULT_PORT = 8080
 ENDPOINT_NAME = "recsys-local"
@@ -167,13 +174,26 @@ class LocalStack:
             check_free(o.host, port, what)
         self._check_work_dir_free()
         try:
-            self._start_aws()
-            model = self._train_or_reuse()
-            # The endpoint's workers import and load the model while DynamoDB is being loaded.
+            # Parts that do not depend on each other start side by side: moto imports in its
+            # own process while the data is prepared, and a model that needs no training starts
+            # loading in the endpoint's workers at once.
             started = time.monotonic()
-            self._spawn_endpoint(model)
+            self._spawn_aws()
+            inputs = None if o.model_dir is not None else self._training_data()
+            model = self._known_model(inputs)
+            endpoint_started = time.monotonic()
+            if model is not None:
+                self._spawn_endpoint(model)
+            self._wait_aws(started)
+            fetch = self._upload_inputs(inputs) if inputs is not None else {}
+            if model is None:
+                assert inputs is not None
+                model = self._train(inputs, fetch)
+                endpoint_started = time.monotonic()
+                self._spawn_endpoint(model)
+            self.model = model
             self._load_dynamodb(model)
-            self._wait_endpoint(started)
+            self._wait_endpoint(endpoint_started)
             self._start_gateway()
         except BaseException:
             self.stop()
@@ -185,12 +205,15 @@ class LocalStack:
         if self.gateway_sock is not None:
             self.gateway_sock.close()
 
-    def _start_aws(self) -> None:
+    def _spawn_aws(self) -> None:
         o = self.options
-        started = time.monotonic()
-        self.aws_child, url = local_aws.start_moto(o.host, o.aws_port, echo=not o.quiet_children)
+        self.aws_child = local_aws.spawn_moto(o.host, o.aws_port, echo=not o.quiet_children)
         self._stoppers.append(self.aws_child.stop)
-        self.resources = local_aws.create_resources(url, o.prefix)
+
+    def _wait_aws(self, started: float) -> None:
+        assert self.aws_child is not None
+        url = local_aws.wait_moto(self.aws_child, self.options.host)
+        self.resources = local_aws.create_resources(url, self.options.prefix)
         self.step(1, f"embedded AWS (moto) on {url}: tables "
                      f"{', '.join(self.resources.table_names.values())}; bucket "
                      f"{self.resources.bucket}; delivery stream {self.resources.delivery_stream} "
@@ -218,20 +241,28 @@ class LocalStack:
             tmp.rmdir()
         return TrainingInputs(events, items, o.hyperparameters)
 
-    def _train_or_reuse(self) -> TrainedModel:
+    def _known_model(self, inputs: Optional[TrainingInputs]) -> Optional[TrainedModel]:
+        """The given model, or a stored run for these inputs, settings and code (None: train)."""
         o = self.options
-        assert self.resources is not None
         if o.model_dir is not None:
             model = self._given_model(Path(o.model_dir))
             self.step(2, f"serving the given model {model.model_dir} (version {model.model_version}); "
                          "training skipped")
-            self.model = model
             return model
-        inputs = self._training_data()
+        assert inputs is not None
+        found = None if o.retrain else find_reusable(self.work_dir, inputs)
+        if found is not None:
+            self.step(2, f"reusing the model trained earlier for the same data, settings and code: "
+                         f"{found.run_dir} (version {found.model_version}; --retrain to train again)")
+            self._print_metrics(found.manifest)
+        return found
+
+    def _upload_inputs(self, inputs: TrainingInputs) -> dict[str, Callable[[str, Path], None]]:
+        """Put the training data in the events bucket; the channels are filled from there, as
+        SageMaker copies an S3 prefix into /opt/ml/input/data/<channel>."""
         from recsys_lambdas import contracts
 
-        # The training data goes to the events bucket and the channels are filled from there,
-        # as SageMaker copies an S3 prefix into /opt/ml/input/data/<channel>.
+        assert self.resources is not None
         events_prefix = f"{contracts.EVENTS_PREFIX}seed/"
         local_aws.upload_file(self.resources, inputs.events, events_prefix + inputs.events.name)
         fetch = {contracts.TRAINING_CHANNEL_EVENTS: self._s3_channel(events_prefix)}
@@ -239,20 +270,20 @@ class LocalStack:
             local_aws.upload_file(self.resources, inputs.items,
                                   contracts.ITEMS_PREFIX + inputs.items.name)
             fetch[contracts.TRAINING_CHANNEL_ITEMS] = self._s3_channel(contracts.ITEMS_PREFIX)
+        return fetch
+
+    def _train(self, inputs: TrainingInputs,
+               fetch: dict[str, Callable[[str, Path], None]]) -> TrainedModel:
+        o = self.options
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.step(2, f"training on {inputs.events}"
                      + (f" and {inputs.items}" if inputs.items else "")
                      + (f" with {dict(inputs.hyperparameters)}" if inputs.hyperparameters else ""))
         model = train(self.work_dir, inputs, fetch_channels=fetch, echo=not o.quiet_children,
-                      out=self.out, force=o.retrain)
-        if model.reused:
-            self.say(f"    reusing the model trained earlier for the same data, settings and code: "
-                     f"{model.run_dir} (version {model.model_version}; --retrain to train again)")
-        else:
-            self.say(f"    trained model {model.model_version} in {model.seconds:.1f}s -> {model.run_dir}")
-            prune_runs(self.work_dir, keep=model.run_dir)
+                      out=self.out, force=True)
+        self.say(f"    trained model {model.model_version} in {model.seconds:.1f}s -> {model.run_dir}")
+        prune_runs(self.work_dir, keep=model.run_dir)
         self._print_metrics(model.manifest)
-        self.model = model
         return model
 
     def _s3_channel(self, prefix: str) -> Callable[[str, Path], None]:
