@@ -17,6 +17,7 @@ from constructs import Construct
 
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.functions import removal_policy
+from recsys_infra.serving import VARIANT_NAME
 
 
 class AlarmTopic(Construct):
@@ -174,7 +175,7 @@ class ServiceMonitoring(Construct):
             ),
         )
         if cfg.realtime:
-            dims = {"EndpointName": cfg.endpoint_name, "VariantName": "AllTraffic"}
+            dims = {"EndpointName": cfg.endpoint_name, "VariantName": VARIANT_NAME}
 
             def endpoint(metric_name: str, statistic: str) -> cloudwatch.Metric:
                 return cloudwatch.Metric(

@@ -28,6 +28,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 from recsys_lambdas import contracts
+from recsys_lambdas.pipeline import promote
 
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.images import (
@@ -39,8 +40,9 @@ from recsys_infra.images import (
 from recsys_infra.nag import acknowledge, finding
 
 VARIANT_NAME = "AllTraffic"  # stable: autoscaling and alarms address the variant by name
-MODEL_DATA_PARAMETER = "ModelDataUrl"
-MODEL_VERSION_PARAMETER = "ModelVersion"
+# The parameter names the promote step sets (one home: the Lambda that updates them).
+MODEL_DATA_PARAMETER = promote.MODEL_DATA_PARAMETER
+MODEL_VERSION_PARAMETER = promote.MODEL_VERSION_PARAMETER
 
 
 class Serving(Construct):
