@@ -112,8 +112,12 @@ def extract_model(channel: Path, into: Path) -> Path:
 
 
 def ranker_job(hyperparameters: Dict[str, str]) -> None:
-    """Job 2: the ranker on job 1's output -> the serving model + manifest + batch outputs."""
-    rparams, kparams = split_hyperparameters(hyperparameters)
+    """Job 2: the ranker on job 1's output -> the serving model + manifest + batch outputs.
+
+    Stage 1 is refitted inside job 2 (without the ranker's targets) with job 1's own
+    hyperparameters, read from its artifact, so both jobs need only their own settings.
+    """
+    _, kparams = split_hyperparameters(hyperparameters)
     events_dir = _channel("events", required=True)
     retrieval_dir = _channel("retrieval", required=True)
     model_dir = _env_dir("SM_MODEL_DIR", "/opt/ml/model")
@@ -128,7 +132,7 @@ def ranker_job(hyperparameters: Dict[str, str]) -> None:
                 "run both jobs on the same events"
             )
         _log(f"[data] {len(events):,} events, {seqs.n_users:,} users")
-        final = fit_ranker(rec, seqs, rparams, kparams, _log)
+        final = fit_ranker(rec, seqs, rec.retrieval.params, kparams, _log)
     final.save(model_dir)
     write_batch_output(final, seqs, output_dir, kparams.batch_k, log=_log)
     _log(f"[job] serving model {final.model_version} saved to {model_dir}")
