@@ -79,3 +79,24 @@ def test_bad_requests_surface_as_client_errors_with_codes(runtime, events_client
     with pytest.raises(events_client.exceptions.InvalidInputException):
         events_client.put_events(trackingId="t", sessionId="s",
                                  eventList=[{"eventType": "click", "sentAt": time.time()}])  # no itemId
+
+
+def test_signing_for_api_gateway_with_one_hook(api_live):
+    """The deployed API uses IAM auth for execute-api; docs/API.md's hook re-targets the signature."""
+    seen = {}
+
+    def sign_for_api_gateway(request, **_):
+        request.context.setdefault("signing", {})["signing_name"] = "execute-api"
+
+    def capture(request, **_):
+        seen["auth"] = request.headers.get("Authorization", b"")
+
+    client = boto3.client("personalize-runtime", region_name="us-east-1", endpoint_url=URL,
+                          aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+    client.meta.events.register("before-sign.personalize-runtime", sign_for_api_gateway)
+    client.meta.events.register("before-send", capture)
+    PersonalizeBridge().attach(client)
+    out = client.get_recommendations(userId="signed", numResults=2)
+    assert len(out["itemList"]) == 2
+    auth = seen["auth"].decode() if isinstance(seen["auth"], bytes) else seen["auth"]
+    assert "/us-east-1/execute-api/aws4_request" in auth
