@@ -9,20 +9,26 @@ PORT ?= 8080
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install install-bench test lint demo bench bench-quick synth fuzz soak clean
+.PHONY: install install-bench lock test lint demo bench bench-quick synth fuzz soak clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every transitive dependency (fast, reproducible resolution); `make lock`
+# refreshes it from a working environment after a dependency change in pyproject.toml.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev]'
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+lock:
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev]'
+	$(BIN)/uv pip freeze --python $(BIN)/python | grep -v -e '^-e' -e '^recsys-aws-template' -e '^torch' > constraints.txt
 
 install-bench: $(BENCH_STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]' 'torch==2.13.0'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]' 'torch==2.13.0'
 	@touch $(BENCH_STAMP)
 
 test: install
