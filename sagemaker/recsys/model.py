@@ -220,8 +220,27 @@ class Recommender:
                filters: FiltersLike = None) -> Scored:
         """Text retrieval (typo tolerant) + co-visitation expansion -> filtering -> personal ordering.
 
-        Relevance leads; the user's ranker score (or popularity, without a history) reorders
-        among comparably relevant items.
+        1. the text index's ``SEARCH_TEXT_CANDIDATES`` best matches, relevance in [0, 1];
+        2. items often consumed with the ``SEARCH_EXPANSION_SEEDS`` best matches join at up to
+           half their seed's relevance (a search for a title also surfaces its companions);
+        3. the caller's filters;
+        4. ``relevance * (1 - w + w * personal)``: relevance leads, and ``personal`` (the ranker's
+           score for this user's history, or popularity without one, scaled to [0, 1] over the
+           candidates) reorders comparably relevant items: an ambiguous query ("the", a genre,
+           a prefix) is answered differently for different users.
+
+        Args:
+            query: what the user typed (any case, accents, typos, unfinished last word).
+            k: at most this many results.
+            history: the user's items, oldest first (unknown ids are ignored).
+            filters: a :class:`~recsys.protocol.Filters` or its JSON form.
+
+        Returns:
+            ``[(item_id, score)]`` best first; ``[]`` when no item matches the query's words.
+
+        Raises:
+            protocol.InvalidRequest: an empty, non-string or oversize query, a bad ``k``, or a
+                model trained without item titles (no text index).
         """
         k = _check_k(k)
         if not isinstance(query, str) or not query.strip():
@@ -234,35 +253,38 @@ class Recommender:
         idx, rel = self.text_index.query(query, SEARCH_TEXT_CANDIDATES)
         if len(idx) == 0:
             return []
-        idx = np.asarray(idx, np.int64)
-        rel = np.asarray(rel, np.float32)
-        relevance = dict(zip(idx.tolist(), rel.tolist()))
         graph = self.retrieval.covisit
+        parts_items, parts_rel = [np.asarray(idx, np.int64)], [np.asarray(rel, np.float32)]
         for seed, seed_rel in zip(idx[:SEARCH_EXPANSION_SEEDS].tolist(), rel[:SEARCH_EXPANSION_SEEDS].tolist()):
             s, e = graph.indptr[seed], graph.indptr[seed + 1]
-            nb, w = graph.indices[s:e], graph.data[s:e]
-            if len(w):
-                w = w / w.max()
-                for it, wt in zip(nb.tolist(), w.tolist()):
-                    val = 0.5 * seed_rel * wt
-                    if val > relevance.get(it, 0.0):
-                        relevance[it] = val
-        items = np.array(list(relevance), np.int64)
+            if e > s:
+                wt = graph.data[s:e].astype(np.float32)
+                parts_items.append(graph.indices[s:e].astype(np.int64))
+                parts_rel.append(0.5 * seed_rel * wt / max(float(wt.max()), 1e-9))
+        items = np.concatenate(parts_items)
+        relevance = np.concatenate(parts_rel).astype(np.float32)
+        # each item once, at its best relevance (sorted by index: ties are then broken by index)
+        order = np.lexsort((-relevance, items))
+        items, relevance = items[order], relevance[order]
+        first = np.ones(len(items), bool)
+        first[1:] = items[1:] != items[:-1]
+        items, relevance = items[first], relevance[first]
         f = self._filter(filters)
         if f is not None:
-            items = items[f.keep(items, self.catalogue.category_codes)]
+            keep = f.keep(items, self.catalogue.category_codes)
+            items, relevance = items[keep], relevance[keep]
         if len(items) == 0:
             return []
-        rel_arr = np.array([relevance[i] for i in items.tolist()], np.float32)
         h = self._history(history or [])
         if len(h):
-            c = self.builder.build([h], fixed_items=[items])[0]
-            personal = self.score(c)
+            personal = self.score(self.builder.build([h], fixed_items=[items])[0])
             personal = personal / max(float(personal.max()), 1e-9)
         else:
-            pop = self.builder.log_pop[items]
-            personal = pop / max(float(self.builder.log_pop.max()), 1e-9)
-        return self.order(items, rel_arr * (0.7 + 0.3 * personal), k, OrderingRules())
+            personal = self.builder.log_pop[items] / max(float(self.builder.log_pop.max()), 1e-9)
+        # 0.3 measured on MovieLens-100K held-out titles (recsys evaluate): it lifts prefix and
+        # typo MRR over text order without letting taste outrank a clearly better title match
+        w = 0.3
+        return self.order(items, relevance * (1.0 - w + w * personal), k, OrderingRules())
 
     # --- the endpoint protocol --------------------------------------------------------------
 
