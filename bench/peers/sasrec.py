@@ -93,7 +93,7 @@ class SASRec(Peer):
         dropout: Dropout rate (0.2 as the paper's MovieLens setting).
         epochs: Maximum passes over the users.
         time_budget: Wall-clock seconds after which training stops at the end of an epoch.
-        batch_size: Users per step.
+        batch_size: Training windows (of max_len + 1 items) per step.
         lr: Adam learning rate.
         loss: "ce" (softmax over all items) or "bce" (one sampled negative per position).
         threads: torch intra-op threads.
