@@ -138,7 +138,7 @@ def run_tour(stack: LocalStack) -> None:
     if old and new:
         changed = sum(1 for i in new if i not in old)
         say(f"\n{changed} of {len(new)} recommendations changed after the events.")
-    tour.show("the API degrades instead of failing: health of every part (GET /health)",
+    tour.show("the health of every part, the local stack's own included (GET /health)",
               "GET", "/health")
     print_try_it(stack, user_id=user_id, item_id=anchor)
 
