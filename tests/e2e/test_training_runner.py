@@ -92,3 +92,23 @@ def test_model_archive_round_trip_and_unsafe_members_refused(tmp_path):
     with pytest.raises(ValueError, match="escapes"):
         training.extract_tarball(evil, tmp_path / "serving2")
     assert not (tmp_path / "escape.json").exists()
+
+
+def test_given_model_archive_is_extracted_and_its_batch_outputs_found(tmp_path):
+    from recsys.local.stack import LocalStack, StackOptions
+
+    job = tmp_path / "job"
+    (job / "model").mkdir(parents=True)
+    (job / "model" / "manifest.json").write_text(json.dumps({"model_version": "v-given"}))
+    (job / "output" / "data" / "batch").mkdir(parents=True)
+    archive = training.make_tarball(job / "model", job / "model.tar.gz")
+    stack = LocalStack(StackOptions(work_dir=tmp_path / "work"))
+
+    from_dir = stack._given_model(job / "model")
+    assert from_dir.model_version == "v-given"
+    assert from_dir.batch_dir == (job / "output" / "data" / "batch").resolve()  # SageMaker's layout
+
+    from_archive = stack._given_model(archive)
+    assert from_archive.model_dir == (tmp_path / "work" / "given-model" / "model").resolve()
+    assert from_archive.model_version == "v-given"
+    assert from_archive.batch_dir is None  # nothing next to the archive: DynamoDB stays empty
