@@ -186,11 +186,15 @@ def read_jsonl(path: Path) -> list:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def sample_users(batch_dir: Path, n: int = 12) -> list:
-    """The users the tests load: the one with the longest history first, then a few more."""
+def sample_users(batch_dir: Path, n: int = 12, max_history: int = 40) -> list:
+    """The users the tests load: the one with the longest history first, then a few more, each
+    history cut to its newest ``max_history`` items (moto 5's response serializer spends most of
+    a test's time on long lists)."""
     users = read_jsonl(batch_dir / "users.jsonl")
     longest = max(users, key=lambda r: len(r["recentItems"]))
-    return [longest, *[u for u in users if u["userId"] != longest["userId"]][: n - 1]]
+    chosen = [longest, *[u for u in users if u["userId"] != longest["userId"]][: n - 1]]
+    return [{**u, "recentItems": u["recentItems"][-max_history:],
+             "recentTimestamps": u["recentTimestamps"][-max_history:]} for u in chosen]
 
 
 def load_batch_output(ddb: Any, batch_dir: Path) -> None:
