@@ -79,6 +79,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         report["search"] = search_eval.evaluate_search(
             fitted[-1], part.items, targets, texts=search_eval.item_texts(fitted[-1], items), log=_log)
         print(search_eval.format_table(report["search"]))
+    elif items is not None:
+        _log("[evaluate] the model has no text index (no item text): search not evaluated")
     if args.output:
         Path(args.output).write_text(evaluate.to_json(report))
         _log(f"[evaluate] report written to {args.output}")
