@@ -52,12 +52,16 @@ def test_one_character_typos_find_the_item(rec):
     word = max(tokenize(title), key=len)
     typo = title.lower().replace(word, word[:2] + word[3:], 1)  # third letter dropped
     assert rec.catalogue.item_ids[i] in _ids(rec.search(typo, 10)), typo
+    answer = rec.handle({"action": "search", "query": typo, "k": 10})
+    assert rec.catalogue.item_ids[i] in [e["itemId"] for e in answer["items"]]
 
 
 def test_prefix_of_a_title_finds_it(rec):
     i, title = _item_with_long_word(rec)
     prefix = title[: max(3, len(title) // 2 + 2)]
     assert rec.catalogue.item_ids[i] in _ids(rec.search(prefix, 10)), prefix
+    answer = rec.handle({"action": "search", "query": prefix, "k": 10})
+    assert rec.catalogue.item_ids[i] in [e["itemId"] for e in answer["items"]]
     # a word still being typed: the items with a word starting that way come first, then (the
     # co-visitation expansion) items often consumed with them
     word = max(tokenize(title), key=len)[:4]
@@ -95,6 +99,16 @@ def test_non_string_query_is_a_clear_error(rec):
     with pytest.raises(protocol.InvalidRequest, match="query"):
         rec.search(42, 10)  # type: ignore[arg-type]
     assert rec.handle({"action": "search", "query": ["river"]})["error"]["type"] == "InvalidRequest"
+
+
+def test_model_without_text_index_says_so(rec):
+    from recsys import Recommender
+
+    bare = Recommender(rec.catalogue, rec.retrieval, rec.ranker, rec.manifest, rec.ordering, None)
+    with pytest.raises(protocol.InvalidRequest, match="text index"):
+        bare.search("river", 10)
+    answer = bare.handle({"action": "search", "query": "river"})
+    assert "text index" in answer["error"]["message"]
 
 
 def test_accents_and_case_do_not_matter(rec):
