@@ -184,11 +184,13 @@ def training(synth):
 
 def render(part) -> str:
     """A part of an Fn::Join as text: strings as they are, Fn::Sub with its variables as
-    TOKEN, other intrinsics as TOKEN."""
+    TOKEN, Fn::GetAtt as GETATT:<logical id>, other intrinsics as TOKEN."""
     if isinstance(part, str):
         return part
     if isinstance(part, dict) and "Fn::Sub" in part and isinstance(part["Fn::Sub"], str):
         return re.sub(r"\$\{[^}]+\}", "TOKEN", part["Fn::Sub"])
+    if isinstance(part, dict) and "Fn::GetAtt" in part:
+        return "GETATT:" + part["Fn::GetAtt"][0]  # e.g. the function a task invokes
     return "TOKEN"
 
 
@@ -215,7 +217,9 @@ def test_state_machine_runs_both_training_jobs_in_order(training):
     for job in (retrieval, ranker):
         # the deterministic tar.gz of sagemaker/ (account id rendered as TOKEN here)
         submit_dir = json.loads(job["HyperParameters"]["sagemaker_submit_directory"])
-        assert re.fullmatch(r"s3://cdk-[a-z0-9]+-assets-TOKEN-us-east-1/[0-9a-f]{64}\.gz", submit_dir)
+        assert re.fullmatch(
+            r"s3://cdk-[a-z0-9]+-assets-TOKEN-us-east-1/[0-9a-f]{64}\.gz", submit_dir
+        )
         assert (
             "sagemaker-scikit-learn:1.9-0-cpu-py3" in job["AlgorithmSpecification"]["TrainingImage"]
         )

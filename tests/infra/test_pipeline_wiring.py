@@ -1,0 +1,200 @@
+"""The synthesised state machine drives the real pipeline Lambdas: a small interpreter walks the
+definition from EvaluationGate, resolves each task's payload from the execution state with the
+JSONPaths CDK wrote, and calls the handlers against moto (S3, DynamoDB, CloudFormation). A key
+renamed on either side (state machine or handler) fails here."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import boto3
+import pytest
+from moto import mock_aws
+from recsys_lambdas import contracts
+from recsys_lambdas.pipeline import artifacts, gate, load, promote
+
+BUCKET = "wiring-artifacts"
+HANDLERS = {
+    "recsys_lambdas.pipeline.gate.handler": gate.handler,
+    "recsys_lambdas.pipeline.load.handler": load.handler,
+    "recsys_lambdas.pipeline.promote.handler": promote.handler,
+}
+SERVING_TEMPLATE = {
+    "Parameters": {
+        "ModelDataUrl": {"Type": "String", "Default": ""},
+        "ModelVersion": {"Type": "String", "Default": "none"},
+    },
+    "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+}
+
+
+def get(state: dict, path: str):
+    assert path.startswith("$."), path
+    value = state
+    for part in path[2:].split("."):
+        value = value[part]
+    return value
+
+
+def put(state: dict, path: str, value) -> None:
+    parts = path[2:].split(".")
+    for part in parts[:-1]:
+        state = state.setdefault(part, {})
+    state[parts[-1]] = value
+
+
+def payload(params: dict, state: dict) -> dict:
+    out = {}
+    for key, value in params.items():
+        if key.endswith(".$"):
+            out[key[:-2]] = get(state, value)
+        elif isinstance(value, dict):
+            out[key] = payload(value, state)
+        else:
+            out[key] = value
+    return out
+
+
+def choose(choice: dict, state: dict) -> str:
+    for rule in choice["Choices"]:
+        value = get(state, rule["Variable"])
+        if ("BooleanEquals" in rule and value is rule["BooleanEquals"]) or (
+            "StringEquals" in rule and value == rule["StringEquals"]
+        ):
+            return rule["Next"]
+    return choice["Default"]
+
+
+def run(
+    states: dict, handlers: dict, state: dict, start: str = "EvaluationGate"
+) -> tuple[str, dict]:
+    name = start
+    for _ in range(50):
+        st = states[name]
+        if st["Type"] in ("Succeed", "Fail"):
+            return name, state
+        if st["Type"] == "Choice":
+            name = choose(st, state)
+            continue
+        if st["Type"] == "Task":
+            result = handlers[name](payload(st["Parameters"], state), None)
+            put(state, st["ResultPath"], result)
+        name = st["Next"]
+    raise AssertionError("the state machine did not finish")
+
+
+def output_tar(manifest: dict) -> bytes:
+    files = {
+        "manifest.json": json.dumps(manifest),
+        "batch/users.jsonl": json.dumps(
+            {"userId": "u1", "recentItems": ["a"], "recentTimestamps": [1]}
+        )
+        + "\n",
+        "batch/items.jsonl": json.dumps({"itemId": "a", "title": "A", "category": "c"}) + "\n",
+        "batch/recommendations.jsonl": json.dumps(
+            {
+                "userId": contracts.POPULAR_USER_ID,
+                "items": [{"itemId": "a", "score": 1.0}],
+                "modelVersion": manifest["model_version"],
+            }
+        )
+        + "\n",
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def pipeline(synth, monkeypatch):
+    """The realtime environment's state machine and its Lambdas' environment, on moto."""
+    from test_stacks import definition, resources
+
+    cfg = synth.realtime_cfg
+    template = synth.templates[f"{cfg.prefix}-training"]
+    states = definition(template)["States"]
+    fns = resources(template, "AWS::Lambda::Function")
+    env = {}
+    for fn in fns.values():
+        for key, value in fn["Properties"]["Environment"]["Variables"].items():
+            env[key] = value if isinstance(value, str) else ""
+    env[gate.ENV_ARTIFACTS_BUCKET] = BUCKET
+    env[promote.ENV_CFN_ROLE_ARN] = ""
+    for key, value in {
+        **env,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": cfg.region,
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=cfg.region)
+        s3.create_bucket(Bucket=BUCKET)
+        ddb = boto3.resource("dynamodb", region_name=cfg.region)
+        for spec in contracts.ALL_TABLES:
+            ddb.create_table(
+                TableName=cfg.table_name(spec),
+                KeySchema=[{"AttributeName": spec.partition_key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": spec.partition_key, "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        cfn = boto3.client("cloudformation", region_name=cfg.region)
+        cfn.create_stack(
+            StackName=env[promote.ENV_SERVING_STACK], TemplateBody=json.dumps(SERVING_TEMPLATE)
+        )
+        yield {"states": states, "s3": s3, "ddb": ddb, "cfn": cfn, "cfg": cfg, "fns": fns}
+
+
+def task_handlers(pipeline) -> dict:
+    """State name -> the handler of the function that task state invokes (by logical id)."""
+    out = {}
+    for name, st in pipeline["states"].items():
+        resource = st.get("Resource", "")
+        if st["Type"] == "Task" and resource.startswith("GETATT:"):
+            handler = pipeline["fns"][resource[len("GETATT:") :]]["Properties"]["Handler"]
+            out[name] = HANDLERS[handler]
+    assert set(out) == {"EvaluationGate", "LoadBatchOutput", "Promote", "CheckPromotion"}
+    return out
+
+
+def train(pipeline, job: str, ndcg: float) -> str:
+    """What jobs 1 and 2 leave behind: job 2's output.tar.gz and model.tar.gz."""
+    manifest = {"model_version": job, "offline_metrics": {"two_stage": {"NDCG@10": ndcg}}}
+    base = f"{contracts.MODELS_PREFIX}{job}/output/"
+    pipeline["s3"].put_object(Bucket=BUCKET, Key=base + "output.tar.gz", Body=output_tar(manifest))
+    pipeline["s3"].put_object(Bucket=BUCKET, Key=base + "model.tar.gz", Body=b"model")
+    return f"s3://{BUCKET}/{base}model.tar.gz"
+
+
+def test_first_run_promotes_then_a_worse_model_is_kept_out(pipeline):
+    handlers = task_handlers(pipeline)
+    cfg = pipeline["cfg"]
+    first = train(pipeline, "job-1", 0.30)
+    end, state = run(pipeline["states"], handlers, {"ranker": {"modelDataUrl": first}})
+    assert end == "Promoted", state
+    assert state["load"]["counts"] == {"users": 1, "items": 1, "recommendations": 1}
+    stack = pipeline["cfn"].describe_stacks(StackName=f"{cfg.prefix}-serving")["Stacks"][0]
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}[
+        "ModelDataUrl"
+    ] == first
+    assert artifacts.read_serving_record(pipeline["s3"], BUCKET)["modelDataUrl"] == first
+    popular = (
+        pipeline["ddb"]
+        .Table(cfg.table_name(contracts.BATCH_RECOMMENDATIONS))
+        .get_item(Key={"userId": contracts.POPULAR_USER_ID})["Item"]
+    )
+    assert popular["modelVersion"] == "job-1"
+
+    worse = train(pipeline, "job-2", 0.10)
+    end, state = run(pipeline["states"], handlers, {"ranker": {"modelDataUrl": worse}})
+    assert end == "KeptServingModel"
+    assert state["gate"]["promote"] is False and "worse" in state["gate"]["reason"]
+    assert artifacts.read_serving_record(pipeline["s3"], BUCKET)["modelDataUrl"] == first
