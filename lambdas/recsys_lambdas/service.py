@@ -85,10 +85,9 @@ def context_items(context: Optional[Dict[str, str]]) -> Tuple[List[str], Dict[st
     """Split Personalize's string-map ``context`` into the recent items it carries and the rest.
 
     ``recentItems`` is a JSON array string (``'["i1","i2"]'``) or comma-separated (``'i1,i2'``),
-    oldest first.
-
-    Raises:
-        InvalidInput: ``context.recentItems`` is not a list of item ids.
+    oldest first. Anything the schema allows is accepted (the document is the contract): a value
+    that is not a JSON array of strings is read as comma-separated, and ids longer than 256
+    characters are dropped (no item has one).
     """
     if not context:
         return [], {}
@@ -96,18 +95,18 @@ def context_items(context: Optional[Dict[str, str]]) -> Tuple[List[str], Dict[st
     raw = context.get("recentItems")
     if raw is None or not raw.strip():
         return [], rest
+    items: List[str] = []
+    parsed: Any = None
     if raw.lstrip().startswith("["):
         try:
-            items = json.loads(raw)
+            parsed = json.loads(raw)
         except ValueError:
-            raise InvalidInput("context.recentItems is not a valid JSON array of item ids") from None
-        if not isinstance(items, list) or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in items):
-            raise InvalidInput("context.recentItems must be a JSON array of item id strings (1-256 characters)")
+            parsed = None
+    if isinstance(parsed, list) and all(isinstance(i, str) for i in parsed):
+        items = [i for i in parsed if i]
     else:
         items = [part.strip() for part in raw.split(",") if part.strip()]
-        if any(len(i) > 256 for i in items):
-            raise InvalidInput("context.recentItems has an item id longer than 256 characters")
-    return items, rest
+    return [i for i in items if len(i) <= 256], rest
 
 
 def _filter_value_list(raw: str) -> List[str]:
@@ -142,8 +141,7 @@ def resolve_filters(settings: Settings, request: Dict[str, Any]) -> FilterDict:
                     out[key].update(_filter_value_list(values[param]))
                 else:
                     out[key].add(str(entry))
-    elif request.get("filterValues"):
-        raise InvalidInput("filterValues given without filterArn")
+    # filterValues without filterArn select nothing and are ignored (the schema allows them)
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -398,17 +396,6 @@ def idempotency_key(tracking_id: str, owner: str, event_id: str) -> str:
     return f"putevents#{digest}"
 
 
-def _check_event(pos: int, event: Dict[str, Any]) -> None:
-    props = event.get("properties")
-    if props is not None:
-        try:
-            parsed = json.loads(props)
-        except ValueError:
-            raise InvalidInput(f"body.eventList[{pos}].properties must be a JSON object as a string") from None
-        if not isinstance(parsed, dict):
-            raise InvalidInput(f"body.eventList[{pos}].properties must be a JSON object as a string")
-
-
 def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
     """PutEvents: make each event durable (Firehose), then add it to the owner's recent history
     and mark it accepted in one DynamoDB transaction.
@@ -418,7 +405,6 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
     history (the log is at-least-once: rows carry ``event_id`` for training to de-duplicate).
 
     Raises:
-        InvalidInput: an event's ``properties`` is not a JSON object.
         ServiceUnavailable: one or more events FAILED; the body lists every event's outcome and
             retrying the same request is safe.
     """
@@ -428,8 +414,7 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
     session_id = request["sessionId"]
     owner = request.get("userId") or session_id
     events: List[Dict[str, Any]] = []
-    for pos, raw in enumerate(request["eventList"]):
-        _check_event(pos, raw)
+    for raw in request["eventList"]:
         event = dict(raw)
         event.setdefault("eventId", derived_event_id(tracking_id, owner, session_id, raw))
         events.append(event)

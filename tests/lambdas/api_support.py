@@ -10,7 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from boto3.dynamodb.types import TypeSerializer
@@ -245,3 +245,33 @@ def set_env(monkeypatch: Any, **values: str) -> None:
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     aws.reset()
+
+
+def wsgi_app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> List[bytes]:
+    """The handlers behind a minimal API-Gateway-like WSGI adapter (for schemathesis in-process)."""
+    method = environ["REQUEST_METHOD"]
+    path = unquote(environ.get("PATH_INFO", "/"))
+    raw_path = environ.get("RAW_URI") or environ.get("PATH_INFO", "/")
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)) or None
+    headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        headers["Content-Type"] = environ["CONTENT_TYPE"]
+    try:
+        text = body.decode("utf-8") if body else None
+        b64 = False
+    except UnicodeDecodeError:
+        text, b64 = base64.b64encode(body).decode("ascii"), True
+    event = api_event(method, path, raw_body=text, query=query, headers=headers)
+    event["isBase64Encoded"] = b64
+    del raw_path
+    raw = handler_for(path)(event, LambdaContext())
+    out_headers = dict(raw.get("headers") or {})
+    for key, values in (raw.get("multiValueHeaders") or {}).items():
+        out_headers.setdefault(key, ",".join(values))
+    data = (raw.get("body") or "").encode("utf-8")
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+              500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}.get(raw["statusCode"], "X")
+    start_response(f"{raw['statusCode']} {reason}", list(out_headers.items()) + [("Content-Length", str(len(data)))])
+    return [data]

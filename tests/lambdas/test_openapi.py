@@ -19,7 +19,7 @@ from recsys_lambdas.validation import openapi_document, validator
 DOC = openapi_document()
 DRAFT4_KEYWORDS = {"$ref", "type", "properties", "required", "additionalProperties", "patternProperties",
                    "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "minimum", "maximum",
-                   "enum", "anyOf", "oneOf", "maxProperties", "description", "default", "format"}
+                   "enum", "anyOf", "oneOf", "maxProperties", "description", "default", "format", "uniqueItems"}
 
 
 def test_document_is_valid_openapi_3_0():

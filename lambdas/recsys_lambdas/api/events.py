@@ -16,7 +16,6 @@ app = make_app()
 
 
 @app.post("/events")
-@tracer.capture_method
 def put_events() -> Response:
     body = validate("PutEventsRequest", parse_json_body(app.current_event.raw_event))
     d = deps()

@@ -69,7 +69,6 @@ app = make_app(unrouted={"GetSimilarItems": _similar})
 
 
 @app.post("/recommendations")
-@tracer.capture_method
 def get_recommendations() -> Response:
     body = validate("GetRecommendationsRequest", parse_json_body(app.current_event.raw_event))
     d = deps()
@@ -79,7 +78,6 @@ def get_recommendations() -> Response:
 
 
 @app.post("/personalize-ranking")
-@tracer.capture_method
 def get_personalized_ranking() -> Response:
     body = validate("GetPersonalizedRankingRequest", parse_json_body(app.current_event.raw_event))
     d = deps()
@@ -91,7 +89,6 @@ def get_personalized_ranking() -> Response:
 
 
 @app.get("/items/<itemId>/similar")
-@tracer.capture_method
 def get_similar_items(itemId: str) -> Response:
     # API Gateway puts the decoded value in pathParameters; the router saw the raw path
     decoded = (app.current_event.path_parameters or {}).get("itemId") or unquote(itemId)
@@ -99,7 +96,6 @@ def get_similar_items(itemId: str) -> Response:
 
 
 @app.get("/search")
-@tracer.capture_method
 def search() -> Response:
     event = app.current_event.raw_event
     query = query_param(event, "/search", "GET", "q")
