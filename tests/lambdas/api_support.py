@@ -251,7 +251,6 @@ def wsgi_app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Lis
     """The handlers behind a minimal API-Gateway-like WSGI adapter (for schemathesis in-process)."""
     method = environ["REQUEST_METHOD"]
     path = unquote(environ.get("PATH_INFO", "/"))
-    raw_path = environ.get("RAW_URI") or environ.get("PATH_INFO", "/")
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)) or None
@@ -265,7 +264,6 @@ def wsgi_app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Lis
         text, b64 = base64.b64encode(body).decode("ascii"), True
     event = api_event(method, path, raw_body=text, query=query, headers=headers)
     event["isBase64Encoded"] = b64
-    del raw_path
     raw = handler_for(path)(event, LambdaContext())
     out_headers = dict(raw.get("headers") or {})
     for key, values in (raw.get("multiValueHeaders") or {}).items():
@@ -273,5 +271,5 @@ def wsgi_app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Lis
     data = (raw.get("body") or "").encode("utf-8")
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
               500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}.get(raw["statusCode"], "X")
-    start_response(f"{raw['statusCode']} {reason}", list(out_headers.items()) + [("Content-Length", str(len(data)))])
+    start_response(f"{raw['statusCode']} {reason}", [*out_headers.items(), ("Content-Length", str(len(data)))])
     return [data]
