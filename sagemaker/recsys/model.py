@@ -249,7 +249,7 @@ class Recommender:
             raise protocol.InvalidRequest(
                 f"query has {len(query)} characters; at most {protocol.MAX_QUERY_CHARS} allowed")
         if self.text_index is None:
-            raise protocol.InvalidRequest("this model has no text index (train it with an items file)")
+            raise protocol.NotSupported("this model has no text index (train it with an items file)")
         idx, rel = self.text_index.query(query, SEARCH_TEXT_CANDIDATES)
         if len(idx) == 0:
             return []

@@ -18,7 +18,7 @@ Requests (JSON object, ``Content-Type: application/json``)::
 ``history`` is ordered oldest -> newest. Responses::
 
     {"items": [{"itemId": "i3", "score": 0.91}, ...], "modelVersion": "20261130T...-abc123"}
-    {"error": {"type": "ItemNotFound" | "InvalidRequest", "message": "..."}, "modelVersion": ...}
+    {"error": {"type": "ItemNotFound" | "InvalidRequest" | "NotSupported", "message": "..."}, "modelVersion": ...}
 
 A client error is answered with an ``error`` object (HTTP 200 from the container) rather than an
 exception, because the SageMaker container turns exceptions into a 5xx ``ModelError`` that the
@@ -42,6 +42,12 @@ class InvalidRequest(ValueError):
     """A request that breaks the contract; the message says which field and why."""
 
     error_type = "InvalidRequest"
+
+
+class NotSupported(InvalidRequest):
+    """A request this model cannot answer (e.g. search on a model trained without titles)."""
+
+    error_type = "NotSupported"
 
 
 class ItemNotFound(KeyError):
