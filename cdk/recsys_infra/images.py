@@ -9,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
@@ -81,6 +82,20 @@ def image_repository_arn(image_uri: str) -> str:
 
 
 @functools.cache
+def grant_image_pull(role: iam.IRole, image_uri: str) -> None:
+    """Let a SageMaker role pull the framework image: its repository only, plus the
+    account-level ECR token call, which has no resource to scope to."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            resources=[image_repository_arn(image_uri)],
+        )
+    )
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
+    )
+
+
 def source_tarball() -> Path:
     """Build ``sourcedir.tar.gz`` of ``sagemaker/`` once per process (deterministic bytes)."""
     out_dir = Path(tempfile.gettempdir()) / f"recsys-sagemaker-source-{os.getpid()}"

@@ -34,7 +34,7 @@ from recsys_infra.config import EnvironmentConfig
 from recsys_infra.images import (
     INFERENCE_SCRIPT,
     SourceAsset,
-    image_repository_arn,
+    grant_image_pull,
     sklearn_image_uri,
 )
 from recsys_infra.nag import acknowledge, finding
@@ -211,15 +211,7 @@ class Serving(Construct):
                 actions=["s3:GetObject"], resources=[models_objects, source_object_arn]
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                resources=[image_repository_arn(image_uri)],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
-        )
+        grant_image_pull(role, image_uri)
         log_group_arn = stack.format_arn(
             service="logs",
             resource="log-group",

@@ -36,7 +36,7 @@ from recsys_infra.functions import FunctionSpec, RecsysFunction, log_retention, 
 from recsys_infra.images import (
     TRAINING_SCRIPTS,
     SourceAsset,
-    image_repository_arn,
+    grant_image_pull,
     sklearn_image_uri,
 )
 from recsys_infra.nag import acknowledge, finding
@@ -520,15 +520,7 @@ class TrainingPipeline(Construct):
                     conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
                 )
             )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                resources=[image_repository_arn(image_uri)],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
-        )
+        grant_image_pull(role, image_uri)
         log_group_arn = stack.format_arn(
             service="logs",
             resource="log-group",
