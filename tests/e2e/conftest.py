@@ -63,3 +63,14 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool
             return True
         time.sleep(interval)
     return predicate()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``make fuzz`` passes ``--fuzz-examples`` (schemathesis examples per API operation)."""
+    parser.addoption("--fuzz-examples", type=int, default=None,
+                     help="schemathesis examples per operation in tests/e2e/reliability (default 5)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fuzz: schema fuzzing of the local stack (longer under make fuzz)")
+    config.addinivalue_line("markers", "soak: sustained load on the local stack (longer under make soak)")
