@@ -40,8 +40,11 @@ def test_endpoint_errors_fall_back_to_the_users_batch_row(api_live, code, status
     stub.assert_no_pending_responses()
     assert r.status == 200, r.body
     assert r.body["degraded"] is True
-    expected = [e["itemId"] for e in _batch_row(api_live, user["userId"])["items"]
-                if e["itemId"] not in set(user["recentItems"])][:10]
+    # the user's row first, topped up from the popular row; the history is never recommended
+    ranked = [e["itemId"] for e in _batch_row(api_live, user["userId"])["items"]]
+    ranked += [e["itemId"] for e in _batch_row(api_live, contracts.POPULAR_USER_ID)["items"] if e["itemId"] not in ranked]
+    expected = [i for i in ranked if i not in set(user["recentItems"])][:10]
+    assert expected[0] in ranked[:len(_batch_row(api_live, user["userId"])["items"])]
     assert [e["itemId"] for e in r.body["itemList"]] == expected
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert any(m.get("DegradedResponses") == [1.0] or m.get("DegradedResponses") == 1.0 for m in metrics)
