@@ -9,7 +9,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from recsys_lambdas import aws
-from recsys_lambdas.api.common import JSON, logger, make_app, metrics, record_metric, tracer
+from recsys_lambdas.api.common import (
+    JSON,
+    json_response,
+    logger,
+    make_app,
+    metrics,
+    record_metric,
+    tracer,
+)
 from recsys_lambdas.validation import openapi_text
 
 app = make_app()
@@ -18,8 +26,6 @@ app = make_app()
 @app.get("/health")
 def health() -> Response:
     settings = aws.current_settings()
-    from recsys_lambdas.api.common import json_response
-
     record_metric("HealthChecks")
     return json_response(200, {"status": "ok", "servingMode": settings.serving_mode,
                                "endpointConfigured": bool(settings.endpoint_name)})
