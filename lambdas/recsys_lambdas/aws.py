@@ -8,7 +8,8 @@ dependency costs a known, small slice of the Lambda timeout:
 - dynamodb: one attempt per botocore call; throttling is retried by
   :func:`recsys_lambdas.feature_store.with_backoff` with short, jittered delays, because
   botocore's own backoff (up to seconds) does not fit an API latency budget.
-- firehose: two attempts; per-record failures are retried by :mod:`recsys_lambdas.events_log`.
+- firehose: one attempt per call; :mod:`recsys_lambdas.events_log` retries failed records and
+  failed calls itself, within ``FIREHOSE_BUDGET_S``.
 
 Tests call :func:`reset` to drop the cached clients (e.g. inside ``moto.mock_aws``).
 """
@@ -49,7 +50,7 @@ def _config(service: str, cfg: Settings) -> Config:
                       max_pool_connections=20)
     return Config(connect_timeout=settings_mod.FIREHOSE_CONNECT_TIMEOUT_S,
                   read_timeout=settings_mod.FIREHOSE_READ_TIMEOUT_S,
-                  retries={"mode": "standard", "total_max_attempts": 2})
+                  retries={"mode": "standard", "total_max_attempts": 1})
 
 
 def client(service: str) -> Any:

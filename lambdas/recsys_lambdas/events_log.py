@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from recsys_lambdas.settings import FIREHOSE_BUDGET_S
+
 MAX_ATTEMPTS = 3  # per record, for records Firehose reports as failed
 BACKOFF_S = 0.05
 
@@ -42,13 +44,16 @@ def put_records(firehose: Any, stream: str, rows: Sequence[Dict[str, Any]],
     """Write ``rows`` durably; return one error string per row (``""`` for a durable row).
 
     Firehose acknowledges each record separately: records it reports as failed are retried (up
-    to ``MAX_ATTEMPTS``), the rest are not sent twice. A whole-call failure marks every pending
-    row failed with the error code.
+    to ``MAX_ATTEMPTS`` rounds, none started after ``FIREHOSE_BUDGET_S``), the rest are not sent
+    twice. A whole-call failure marks every pending row failed with the error code.
     """
     errors = ["pending"] * len(rows)
     pending = list(range(len(rows)))
+    deadline = time.monotonic() + FIREHOSE_BUDGET_S
     for attempt in range(MAX_ATTEMPTS):
         if attempt:
+            if time.monotonic() >= deadline:
+                break
             sleep(random.uniform(0, BACKOFF_S * (2 ** attempt)))
         try:
             resp = firehose.put_record_batch(

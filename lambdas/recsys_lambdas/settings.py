@@ -21,6 +21,7 @@ DYNAMODB_READ_TIMEOUT_S = 1.0
 DYNAMODB_BUDGET_S = 1.5  # total time spent retrying throttled DynamoDB calls before a 503
 FIREHOSE_CONNECT_TIMEOUT_S = 0.5
 FIREHOSE_READ_TIMEOUT_S = 2.0
+FIREHOSE_BUDGET_S = 4.0  # no new PutRecordBatch round starts after this (events Lambda: 15 s timeout)
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_NUM_RESULTS = 25  # Amazon Personalize's default
 IDEMPOTENCY_TTL_DAYS = 30  # a retried event older than this is accepted again
