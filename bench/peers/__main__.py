@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: events file {events_path} not found", file=sys.stderr)
         return 2
     names = args.peers.split(",") if args.peers else available_peers()
+    load_start = os.getloadavg()[0]
     split = leave_last_out(read_events(events_path))
     print(f"{args.dataset or events_path}: {len(split.user_ids)} users, {split.n_items} items, "
           f"{split.n_train_events} training events, {split.n_dropped_users} users dropped, "
@@ -73,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                       "repeat_targets": split.n_repeat_targets},
             "seed": args.seed,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "platform": platform.platform()},
+                        "platform": platform.platform(),
+                        # wall times on a shared machine stretch with its load
+                        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]}},
             "command": "python -m bench.peers " + " ".join(argv if argv is not None
                                                            else sys.argv[1:]),
             "models": results,
