@@ -22,12 +22,13 @@ DEFAULT_SOAK_SECONDS = 10.0  # `make soak` sets SOAK_SECONDS=60
 FIGURES: dict = {}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def reliability_stack(tmp_path_factory):
     """One `recsys local up` (small synthetic data) for the whole reliability suite.
 
     The stack of ``test_local_stack.py`` is module-scoped there (its last tests break and restart
-    it), so it cannot be shared; this one runs after it, never beside it.
+    it), so it cannot be shared; this one is package-scoped, so it is stopped when this folder's
+    tests end and never runs beside that one.
     ``RELIABILITY_STACK_DIR=<work dir>`` uses a stack already running there instead (debugging).
     """
     running = os.environ.get("RELIABILITY_STACK_DIR")
