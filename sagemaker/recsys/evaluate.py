@@ -2,7 +2,7 @@
 
 Each user's events are sorted by time (ties keep file order); the last item is the target and
 everything before it is training data and the user's history; users with fewer than
-``MIN_EVENTS`` events are dropped; K items not in the history are recommended; HR@K and NDCG@K
+``MIN_EVENTS`` events are dropped entirely (their events are not training data either); K items not in the history are recommended; HR@K and NDCG@K
 (1 / log2(rank + 2) for a 0-based rank) are averaged over users, for K = 10 and 20.
 
 Popularity's tie rule: items are ordered by their number of training events (weights ignored),
