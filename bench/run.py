@@ -12,7 +12,7 @@
 * ``--quality-events FILE [--quality-items FILE]``: only the quality table for that file.
 * ``--smoke``: tiny sizes, for the test suite.
 
-Parts whose optional library is missing (faiss, gensim, torch) are skipped and say so.
+Parts whose optional library is missing (faiss, gensim, torch, matplotlib) are skipped and say so.
 Each part is described in its module: bench.retrieval, bench.endpoint, bench.training,
 bench.quality, bench.http_load.
 """
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import endpoint, plots, quality, retrieval, training
+from bench import endpoint, quality, retrieval, training
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -172,7 +172,12 @@ def add_cpu_speedup(entries: list[dict[str, Any]]) -> None:
 
 
 def write_plots(result: dict[str, Any], out_dir: Path, prefix: str) -> list[str]:
-    """Every plot the result allows; returns the file names."""
+    """Every plot the result allows (none without matplotlib); returns the file names."""
+    if not _has("matplotlib"):
+        _log("[plots] matplotlib not installed (it comes with the bench extra): no plots")
+        return []
+    from bench import plots
+
     out = []
     if result.get("retrieval"):
         out.append(plots.recall_latency(result["retrieval"], out_dir / f"{prefix}_retrieval.png").name)

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("matplotlib")
-pytest.importorskip("threadpoolctl")
+pytest.importorskip("threadpoolctl")  # comes with scikit-learn
 
 from bench import http_load, run
 
@@ -69,8 +68,9 @@ def test_training_and_quality_tables(smoke):
     assert table["recsys_split"]["users"] == table["peers_split"]["users"]
     # the project's popularity row and the independent popularity peer must agree
     assert table["models"]["recsys popularity"]["HR@10"] == pytest.approx(table["models"]["popularity"]["HR@10"])
-    assert set(res["plots"]) == {"smoke_retrieval.png", "smoke_endpoint.png", "smoke_quality.png"}
-    for name in res["plots"]:
+    if importlib.util.find_spec("matplotlib"):
+        assert set(res["plots"]) == {"smoke_retrieval.png", "smoke_endpoint.png", "smoke_quality.png"}
+    for name in res["plots"]:  # empty without matplotlib (the bench extra)
         assert (smoke["dir"] / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert isinstance(res["targets"], dict)
 
