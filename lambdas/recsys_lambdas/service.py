@@ -479,8 +479,11 @@ def _record_history(deps: Deps, owner: str, tracking_id: str, events: List[Dict[
     while pending:
         attempt += 1
         before = feature_store.get_history(deps.ddb, settings.users_table, owner, consistent=True)
+        # millisecond resolution: DynamoDB numbers cannot hold a positive value below 1e-130
+        # (a schema-valid sentAt such as 5e-324 made every later read of the history fail)
         items, stamps = feature_store.merge_history(
-            before.items, before.timestamps, [(events[p]["itemId"], float(events[p]["sentAt"])) for p in pending])
+            before.items, before.timestamps,
+            [(events[p]["itemId"], round(float(events[p]["sentAt"]), 3)) for p in pending])
         tx = [feature_store.history_update(settings.users_table, owner, before, items, stamps, now)]
         for p in pending:
             tx.append({"Put": {

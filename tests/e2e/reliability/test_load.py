@@ -225,3 +225,23 @@ def test_concurrent_duplicate_submissions_leave_exactly_one_copy(reliability_sta
     assert accepted == {e["eventId"]: 1 for e in events}  # each accepted by exactly one request
     assert sorted(history) == expected  # each event once in the history, nothing else
     assert sorted(i["eventId"]["S"] for i in idem) == sorted(e["eventId"] for e in events)
+
+
+def test_a_tiny_event_time_does_not_poison_the_history(reliability_stack):
+    """Found by schemathesis: sentAt 5e-324 (valid: minimum 0) was stored as is, and DynamoDB
+    (moto: decimal Underflow; AWS: numbers below 1e-130 are rejected) then failed every read of
+    that user's history with a 500. Event times are kept at millisecond resolution."""
+    url = reliability_stack["url"]
+    items = [i["itemId"] for i in _batch(reliability_stack)["items"][:3]]
+    user = f"tiny-{uuid.uuid4().hex[:8]}"
+    with requests.Session() as s:
+        for k, sent_at in enumerate((5e-324, 1e-200, 1_700_000_000.123456)):
+            body = {"trackingId": "t", "sessionId": user, "userId": user,
+                    "eventList": [{"eventId": f"{user}-{k}", "eventType": "click", "itemId": items[k],
+                                   "sentAt": sent_at}]}
+            resp = s.post(url + "/events", json=body, timeout=30)
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["eventResults"][0]["status"] == "ACCEPTED"
+        assert s.post(url + "/recommendations", json={"userId": user}, timeout=30).status_code == 200
+    assert _history(reliability_stack, user) == [(items[0], 0.0), (items[1], 0.0),
+                                                 (items[2], 1_700_000_000.123)]
