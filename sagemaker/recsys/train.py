@@ -43,6 +43,7 @@ class RankerParams:
     ranker_hard_negatives: int = 0  # >0 biases the model against what stage 1 ranks high
     ranker_c: float = 0.1
     ranker_targets: int = 10
+    ranker_max_examples: int = 40_000
     validation_fraction: float = 0.2
     batch_size: int = 512
     max_bad_fraction: float = 0.01
@@ -181,10 +182,18 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
     val_users = set(users[:n_val].tolist())
     # (user, position of the target): every held-out event of a training user, the last of a validation user
     examples: List[Tuple[int, int]] = []
+    training: List[Tuple[int, int]] = []
     for u in users.tolist():
         n = len(seqs.items[u])
-        positions = [n - 1] if u in val_users else range(n - held[u], n)
-        examples.extend((u, p) for p in positions)
+        if u in val_users:
+            examples.append((u, n - 1))
+        else:
+            training.extend((u, p) for p in range(n - held[u], n))
+    if len(training) > kparams.ranker_max_examples:
+        # bound the cost on big data: a uniform sample of the (user, target) pairs
+        pick = np.sort(rng.choice(len(training), size=kparams.ranker_max_examples, replace=False))
+        training = [training[i] for i in pick.tolist()]
+    examples.extend(training)
     xs: List[np.ndarray] = []
     ys: List[np.ndarray] = []
     val_cands = []
