@@ -420,7 +420,9 @@ def make_http_handler(gateway: Gateway) -> type:
                                       source_ip=self.client_address[0])
             self._write(*response)
 
+        # every method reaches the router, so an undeclared one is a JSON 405 like API Gateway's
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
+        do_TRACE = do_QUERY = _dispatch
 
     return GatewayRequestHandler
 

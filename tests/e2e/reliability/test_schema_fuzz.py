@@ -33,11 +33,8 @@ schema.config.generation.update(max_examples=FUZZ["examples"])
 
 TALLY: Counter = Counter()
 
-# The local API Gateway emulator dispatches only these methods; any other (schemathesis sends
-# TRACE and QUERY) gets http.server's HTML 501 because its handler class has no do_<METHOD>
-# (sagemaker/recsys/local/gateway.py, not this suite's file). A defect of the emulator, pinned by
-# the strict xfail below; the declared-method 405s are checked here.
-EMULATOR_DISPATCHED_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"}
+# The methods the local API Gateway emulator dispatches (schemathesis also sends TRACE and QUERY).
+EMULATOR_DISPATCHED_METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE", "QUERY"}
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +72,6 @@ def test_every_operation_conforms_to_the_document(case, reliability_stack, http_
     record(response.status_code)
 
 
-@pytest.mark.xfail(strict=True, reason="local gateway emulator: no do_TRACE/do_QUERY, so http.server "
-                   "answers 501 text/html (fix: dispatch every method in recsys/local/gateway.py)")
 @pytest.mark.parametrize("method", ["TRACE", "QUERY"])
 def test_an_undeclared_method_is_a_json_405(method, reliability_stack, http_session):
     resp = http_session.request(method, reliability_stack["url"] + "/health", timeout=30)
