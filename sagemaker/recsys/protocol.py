@@ -66,7 +66,7 @@ class Filters:
     exclude_categories: frozenset = frozenset()
 
     @classmethod
-    def from_json(cls, raw: Any, where: str = "filters") -> "Filters":
+    def from_json(cls, raw: Any, where: str = "filters") -> Filters:
         if raw is None:
             return cls()
         if not isinstance(raw, dict):

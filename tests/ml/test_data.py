@@ -5,9 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 
-import numpy as np
 import pytest
-
 from recsys import data
 
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-
 from recsys import Recommender, protocol
 from recsys.candidates import FEATURES, ItemFilter
 from recsys.retrieval import SOURCES
@@ -112,7 +109,7 @@ def test_similar_excludes_the_item_and_unknown_items_raise(recommender):
 
 
 def test_rank_returns_exactly_the_input_items(recommender, heavy_user):
-    items = recommender.catalogue.item_ids[10:30] + ["unknown-1", recommender.catalogue.item_ids[10]]
+    items = [*recommender.catalogue.item_ids[10:30], "unknown-1", recommender.catalogue.item_ids[10]]
     ranked = recommender.rank(heavy_user, items)
     assert [i for i, _ in ranked][-1] == "unknown-1"
     assert sorted(i for i, _ in ranked) == sorted(set(items))

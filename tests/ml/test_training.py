@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from recsys import data, evaluate, train
 from recsys.retrieval import RetrievalModel
 
@@ -32,7 +31,7 @@ def test_evaluate_never_fits_on_a_test_target(synthetic_dataset):
     report = evaluate.run(seqs, evaluate.first_seen_positions(events.item_ids, seqs.item_ids), spy_fit,
                           log=lambda m: None)
     part = seen["part"]
-    full = {u: s for u, s in zip(seqs.user_ids, seqs.items)}
+    full = dict(zip(seqs.user_ids, seqs.items))
     for user, s in zip(part.user_ids, part.items):
         assert np.array_equal(s, full[user][:-1])  # the target (last event) is never in the fit
     assert report["users"] == len(part.user_ids)
