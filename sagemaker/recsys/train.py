@@ -210,8 +210,10 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
                 continue  # the target was not retrieved: nothing for the ranker to learn here
             pos = np.flatnonzero(label)
             neg = np.flatnonzero(label == 0)
-            fused = np.argsort(-fusion_scores(c), kind="stable")
-            hard = [i for i in fused[: kparams.ranker_hard_negatives * 2].tolist() if label[i] == 0][: kparams.ranker_hard_negatives]
+            hard: List[int] = []
+            if kparams.ranker_hard_negatives:  # off by default: no need to sort by fusion then
+                fused = np.argsort(-fusion_scores(c), kind="stable")
+                hard = [i for i in fused[: kparams.ranker_hard_negatives * 2].tolist() if label[i] == 0][: kparams.ranker_hard_negatives]
             rand = rng.choice(neg, size=min(len(neg), kparams.ranker_negatives), replace=False)
             take = np.unique(np.concatenate([pos, np.array(hard, np.int64), rand]))
             xs.append(c.features[take])
