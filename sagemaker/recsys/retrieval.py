@@ -71,13 +71,13 @@ class RetrievalParams:
 
     @classmethod
     def from_dict(cls, values: Optional[Dict[str, object]]) -> RetrievalParams:
-        known = {f.name: f.type for f in fields(cls)}
-        kwargs = {}
-        for key, value in (values or {}).items():
-            if key in known:
-                default = getattr(cls, key)
-                kwargs[key] = type(default)(value)
-        return cls(**kwargs)
+        return params_from_dict(cls, values)
+
+
+def params_from_dict(cls, values):
+    """A frozen params dataclass from (string) values: known keys only, cast to each default's type."""
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: type(getattr(cls, k))(v) for k, v in (values or {}).items() if k in known})
 
 
 def recency_weights(length: int, decay: float, history_len: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from .data import Items, Sequences
 from .evaluate import metrics_from_ranks, rank_in
 from .model import FORMAT_VERSION, OrderingRules, Recommender
 from .ranker import Ranker
-from .retrieval import RetrievalModel, RetrievalParams
+from .retrieval import RetrievalModel, RetrievalParams, params_from_dict
 
 Log = Callable[[str], None]
 METRIC_FORMAT = "METRIC {name}={value:.6f}"  # same as recsys_lambdas.contracts.METRIC_LINE_FORMAT
@@ -53,8 +53,7 @@ class RankerParams:
 
     @classmethod
     def from_dict(cls, values: Optional[Mapping[str, Any]]) -> RankerParams:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: type(getattr(cls, k))(v) for k, v in (values or {}).items() if k in known})
+        return params_from_dict(cls, values)
 
 
 def split_hyperparameters(values: Optional[Mapping[str, Any]]) -> Tuple[RetrievalParams, RankerParams]:
