@@ -7,8 +7,10 @@ to create the same tables the handlers read.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 # --- DynamoDB -----------------------------------------------------------------------------
 
@@ -43,7 +45,9 @@ BATCH_RECOMMENDATIONS = TableSpec(
     ttl_attribute="expiresAt",
     description=(
         "Precomputed recommendations: 'items' (list of {itemId, score}), 'modelVersion'. "
-        "The row with userId == POPULAR_USER_ID holds the popular-items fallback."
+        "The row with userId == POPULAR_USER_ID holds the popular-items fallback; rows with "
+        "userId == SEARCH_ROW_PREFIX + word hold degraded search's index (the most popular items "
+        "whose title or category has the word)."
     ),
 )
 IDEMPOTENCY = TableSpec(
@@ -55,6 +59,9 @@ IDEMPOTENCY = TableSpec(
 ALL_TABLES = (USERS, ITEMS, BATCH_RECOMMENDATIONS, IDEMPOTENCY)
 
 POPULAR_USER_ID = "__popular__"
+SEARCH_ROW_PREFIX = "__search__:"
+SEARCH_ROW_ITEMS = 100  # items per word row, most popular first
+MAX_SEARCH_WORDS = 8  # words of a query that degraded search looks up
 MAX_RECENT_ITEMS = 200
 USER_TTL_DAYS = 400
 BATCH_TTL_DAYS = 14
@@ -92,3 +99,17 @@ METRIC_LINE_FORMAT = "METRIC {name}={value:.6f}"  # SageMaker metric regex: "MET
 def table_name(prefix: str, spec: TableSpec) -> str:
     """The physical table name for a deployment prefix (e.g. ``recsys-dev-users``)."""
     return f"{prefix}-{spec.logical_name}"
+
+
+# --- Degraded search ----------------------------------------------------------------------
+
+# The same words as recsys.text.tokenize, which writes the rows (tests/test_contract_mirror.py).
+_APOSTROPHES = re.compile(r"['\u2019\u2018`\u00b4]")
+_WORD = re.compile(r"[^\W_]+")
+
+
+def search_tokens(text: str) -> List[str]:
+    """The distinct words of ``text`` in order: accents and case folded, apostrophes joined."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    return list(dict.fromkeys(_WORD.findall(_APOSTROPHES.sub("", folded))))

@@ -169,14 +169,20 @@ def batch_get(ddb: Any, keys_by_table: Dict[str, List[Dict[str, Any]]],
     return found
 
 
+def get_batch_rows(ddb: Any, table: str, keys: Sequence[str]) -> List[BatchRecommendations]:
+    """The rows of the batch-recommendations table with these keys, in the keys' order (absent
+    keys skipped; at most 100 keys, one BatchGetItem)."""
+    wanted = list(dict.fromkeys(keys))
+    key = contracts.BATCH_RECOMMENDATIONS.partition_key
+    rows = batch_get(ddb, {table: [{key: {"S": u}} for u in wanted]})[table]
+    by_key = {r[key]["S"]: _batch_row(r) for r in rows}
+    return [by_key[u] for u in wanted if u in by_key]
+
+
 def get_batch_recommendations(ddb: Any, table: str, user_id: Optional[str]) -> List[BatchRecommendations]:
     """The user's precomputed row (if any) then the popular row (if any), in that order."""
     wanted = [user_id] if user_id and user_id != contracts.POPULAR_USER_ID else []
-    wanted.append(contracts.POPULAR_USER_ID)
-    key = contracts.BATCH_RECOMMENDATIONS.partition_key
-    rows = batch_get(ddb, {table: [{key: {"S": u}} for u in wanted]})[table]
-    by_user = {r[key]["S"]: _batch_row(r) for r in rows}
-    return [by_user[u] for u in wanted if u in by_user]
+    return get_batch_rows(ddb, table, [*wanted, contracts.POPULAR_USER_ID])
 
 
 def get_items(ddb: Any, table: str, item_ids: Iterable[str]) -> Dict[str, Dict[str, str]]:

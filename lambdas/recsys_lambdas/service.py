@@ -21,11 +21,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from recsys_lambdas import endpoint_client, events_log, feature_store
+from recsys_lambdas import contracts, endpoint_client, events_log, feature_store
 from recsys_lambdas.endpoint_client import EndpointUnavailable, Scored
 from recsys_lambdas.errors import (
     InvalidInput,
-    NotImplementedByModel,
     ResourceNotFound,
     ServiceUnavailable,
 )
@@ -346,24 +345,48 @@ def _rank_from_batch(deps: Deps, user_id: str, input_list: List[str]) -> Tuple[S
 
 
 def search(deps: Deps, query: str, k: int, user_id: Optional[str]) -> Recommendations:
-    """Text search, personalised by the user's history when ``user_id`` is given.
+    """Text search, personalised by the user's history when ``user_id`` is given; degraded to a
+    word match over the batch table's search rows when the endpoint fails or there is none."""
+    reason = "no endpoint configured"
+    if deps.settings.realtime:
+        history: List[str] = []
+        if user_id:
+            deps.settings.require("users_table")
+            history = feature_store.get_history(deps.ddb, deps.settings.users_table, user_id, consistent=True).items
+        try:
+            answer = _endpoint(deps, endpoint_client.search_request(query.strip(), k, history))
+            return Recommendations(items=answer.items[:k], model_version=answer.model_version, degraded=False)
+        except EndpointUnavailable as exc:
+            reason = exc.reason
+    return degraded_search(deps, query, k, reason)
+
+
+def degraded_search(deps: Deps, query: str, k: int, reason: str) -> Recommendations:
+    """Items whose title or category has the query's words: most words matched first, then the most
+    popular. Whole words only (no typos, no prefixes) and not personalised.
 
     Raises:
-        NotImplementedByModel: no endpoint (batch mode) or a model without a text index.
-        ServiceUnavailable: the endpoint failed; search has no precomputed fallback.
+        ServiceUnavailable: no batch data is loaded yet (not even the popular row).
     """
-    if not deps.settings.realtime:
-        raise NotImplementedByModel("search needs the real-time endpoint; this API serves batch recommendations only")
-    history: List[str] = []
-    if user_id:
-        deps.settings.require("users_table")
-        history = feature_store.get_history(deps.ddb, deps.settings.users_table, user_id, consistent=True).items
-    try:
-        answer = _endpoint(deps, endpoint_client.search_request(query.strip(), k, history))
-    except EndpointUnavailable as exc:
-        raise ServiceUnavailable(f"search is unavailable: the model could not answer ({exc.reason})",
-                                 retry_after_s=1) from exc
-    return Recommendations(items=answer.items[:k], model_version=answer.model_version, degraded=False)
+    deps.settings.require("batch_table")
+    deps.metric("DegradedResponses")
+    deps.notes["degraded_reason"] = reason
+    words = contracts.search_tokens(query)[:contracts.MAX_SEARCH_WORDS]
+    rows = feature_store.get_batch_rows(deps.ddb, deps.settings.batch_table,
+                                        [contracts.SEARCH_ROW_PREFIX + w for w in words] + [contracts.POPULAR_USER_ID])
+    if not rows or rows[-1].user_id != contracts.POPULAR_USER_ID:
+        raise ServiceUnavailable(
+            f"search is unavailable: the model could not answer ({reason}) and no batch data is loaded yet",
+            retry_after_s=30)
+    matched: Dict[str, int] = {}
+    popularity: Dict[str, float] = {}
+    for row in rows[:-1]:
+        for item_id, score in row.items:
+            matched[item_id] = matched.get(item_id, 0) + 1
+            popularity[item_id] = score
+    best = sorted(matched, key=lambda i: (-matched[i], -popularity[i]))[:k]
+    return Recommendations(items=[(i, round(matched[i] / len(words), 6)) for i in best],
+                           model_version=rows[-1].model_version, degraded=True)
 
 
 # --- events -------------------------------------------------------------------------------

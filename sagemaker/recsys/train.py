@@ -21,6 +21,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from . import data as data_mod
+from .batch_contract import (
+    MAX_RECENT_ITEMS,
+    METRIC_FORMAT,
+    POPULAR_USER_ID,
+    SEARCH_ROW_ITEMS,
+    SEARCH_ROW_PREFIX,
+    search_tokens,
+)
 from .candidates import FEATURES, CandidateBuilder, fusion_scores
 from .catalogue import Catalogue
 from .data import Items, Sequences
@@ -30,9 +38,6 @@ from .ranker import Ranker
 from .retrieval import RetrievalModel, RetrievalParams, params_from_dict
 
 Log = Callable[[str], None]
-METRIC_FORMAT = "METRIC {name}={value:.6f}"  # same as recsys_lambdas.contracts.METRIC_LINE_FORMAT
-MAX_RECENT_ITEMS = 200  # as recsys_lambdas.contracts.MAX_RECENT_ITEMS
-POPULAR_USER_ID = "__popular__"  # as recsys_lambdas.contracts.POPULAR_USER_ID
 BATCH_K = 50
 
 
@@ -288,9 +293,30 @@ def write_batch_output(rec: Recommender, seqs: Sequences, out_dir, k: int = BATC
                 ranked = rec.order(c.items, rec.score(c), k)
                 f.write(json.dumps({"userId": seqs.user_ids[u], "items": [{"itemId": i, "score": s} for i, s in ranked],
                                     "modelVersion": version}) + "\n")
-    log(f"[batch] recommendations for {seqs.n_users:,} users in {time.time() - started:.1f}s")
+        n_search_rows = _write_search_rows(rec, f) if rec.text_index is not None else 0
+    log(f"[batch] recommendations for {seqs.n_users:,} users in {time.time() - started:.1f}s"
+        f"{f' and {n_search_rows:,} search rows' if n_search_rows else ''}")
     (out / "manifest.json").write_text(json.dumps(rec.manifest, indent=2, sort_keys=True))
-    return {"users": seqs.n_users, "items": len(cat), "recommendations": seqs.n_users + 1}
+    return {"users": seqs.n_users, "items": len(cat), "recommendations": seqs.n_users + 1,
+            "search_rows": n_search_rows}
+
+
+def _write_search_rows(rec: Recommender, f) -> int:
+    """Degraded search's index, as rows of the batch-recommendations table: for each word of the
+    titles and categories, ``userId = SEARCH_ROW_PREFIX + word`` lists the most popular items
+    whose text has it (score = popularity). The API reads these rows when the endpoint is down."""
+    cat, popularity = rec.catalogue, rec.retrieval.popularity
+    postings: Dict[str, List[int]] = {}
+    for i, text in enumerate(cat.texts()):
+        for token in search_tokens(text):
+            postings.setdefault(token, []).append(i)
+    for token in sorted(postings):
+        items = np.asarray(postings[token], np.int64)
+        top = items[np.argsort(-popularity[items], kind="stable")[:SEARCH_ROW_ITEMS]]
+        f.write(json.dumps({"userId": SEARCH_ROW_PREFIX + token, "modelVersion": rec.model_version,
+                            "items": [{"itemId": cat.item_ids[i], "score": float(popularity[i])}
+                                      for i in top.tolist()]}) + "\n")
+    return len(postings)
 
 
 # --- everything in-process ---------------------------------------------------------------------

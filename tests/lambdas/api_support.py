@@ -198,14 +198,15 @@ def sample_users(batch_dir: Path, n: int = 12, max_history: int = 40) -> list:
 
 
 def load_batch_output(ddb: Any, batch_dir: Path) -> None:
-    """Load training's ``batch/*.jsonl`` into the tables, like the pipeline's loader: every item,
-    and a sample of users (moto writes nested lists slowly; the tests need only a few)."""
+    """Load training's ``batch/*.jsonl`` into the tables, like the pipeline's loader: every item and
+    search row, and a sample of users (moto writes nested lists slowly; the tests need only a few)."""
     users = sample_users(batch_dir)
     wanted = {u["userId"] for u in users} | {contracts.POPULAR_USER_ID}
     put_rows(ddb, table(contracts.ITEMS), read_jsonl(batch_dir / "items.jsonl"))
     put_rows(ddb, table(contracts.USERS), users)
     put_rows(ddb, table(contracts.BATCH_RECOMMENDATIONS),
-             [r for r in read_jsonl(batch_dir / "recommendations.jsonl") if r["userId"] in wanted])
+             [r for r in read_jsonl(batch_dir / "recommendations.jsonl")
+              if r["userId"] in wanted or r["userId"].startswith(contracts.SEARCH_ROW_PREFIX)])
 
 
 # --- boto3's Personalize clients against the handlers ------------------------------------------

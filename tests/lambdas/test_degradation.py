@@ -5,6 +5,7 @@ or with 503 + Retry-After past the DynamoDB budget; never a traceback."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import api_support as sup
@@ -147,14 +148,52 @@ def test_degraded_ranking_keeps_exactly_the_input(api_live, monkeypatch):
     assert [e["itemId"] for e in r.body["personalizedRanking"]] == [popular[0], popular[5], "zzz-unknown"]
 
 
-def test_search_without_endpoint_is_501_and_endpoint_failure_503(api_live, monkeypatch):
+def _items_with_words(world, *words):
+    """Independently of the service: items whose title or category has all ``words``, most
+    popular first (ties in catalogue order)."""
+    items = sup.read_jsonl(world.model_paths["batch_dir"] / "items.jsonl")
+    has = [e for e in items
+           if set(words) <= set(re.findall(r"[a-z0-9]+", (e["title"] + " " + e["category"]).lower()))]
+    return [e["itemId"] for e in sorted(has, key=lambda e: -e["popularity"])]
+
+
+def test_search_with_the_endpoint_down_matches_title_words_by_popularity(api_live):
+    word = "village"
+    expected = _items_with_words(api_live, word)
+    assert len(expected) > 3  # the synthetic catalogue has several; a real check, not an empty one
     stub = _stub_endpoint_error("ModelError", 424)
-    r = call("GET", "/search", query={"q": "symphony"})
-    assert r.status == 503 and r.headers["Retry-After"] == "1"
-    stub.deactivate()
-    set_env(monkeypatch, **{contracts.ENV_ENDPOINT_NAME: ""})
-    r2 = call("GET", "/search", query={"q": "symphony"})
-    assert r2.status == 501 and r2.error_type == "NotImplementedException"
+    r = call("GET", "/search", query={"q": "Village!", "numResults": "3"})
+    stub.assert_no_pending_responses()
+    assert r.status == 200, r.body
+    assert r.body["degraded"] is True
+    assert [e["itemId"] for e in r.body["itemList"]] == expected[:3]
+    assert all(e["score"] == 1.0 for e in r.body["itemList"])
+
+
+def test_degraded_search_puts_items_with_every_word_first(api_live, monkeypatch):
+    set_env(monkeypatch, **{contracts.ENV_ENDPOINT_NAME: ""})  # batch mode: no endpoint at all
+    both = _items_with_words(api_live, "distant", "village")
+    assert both
+    r = call("GET", "/search", query={"q": "distant village", "numResults": "50"})
+    assert r.status == 200 and r.body["degraded"] is True
+    got = [e["itemId"] for e in r.body["itemList"]]
+    assert got[:len(both)] == both
+    assert {e["score"] for e in r.body["itemList"][:len(both)]} == {1.0}
+    assert all(e["score"] == 0.5 for e in r.body["itemList"][len(both):])  # one word of two
+    assert len(got) > len(both)
+    nothing = call("GET", "/search", query={"q": "qwertyuiop"})
+    assert nothing.status == 200 and nothing.body["itemList"] == [] and nothing.body["degraded"] is True
+
+
+def test_degraded_search_without_batch_data_is_503(api_live, monkeypatch):
+    empty = "recsys-test-empty-search"
+    api_live.ddb.create_table(TableName=empty, BillingMode="PAY_PER_REQUEST",
+                              KeySchema=[{"AttributeName": "userId", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "userId", "AttributeType": "S"}])
+    set_env(monkeypatch, **{contracts.ENV_ENDPOINT_NAME: "", contracts.ENV_BATCH_TABLE: empty})
+    r = call("GET", "/search", query={"q": "village"})
+    assert r.status == 503 and int(r.headers["Retry-After"]) > 0
+    assert "no batch data" in r.body["message"]
 
 
 def test_no_model_and_no_batch_data_is_503_with_retry_after(api_live, monkeypatch):

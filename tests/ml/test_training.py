@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -93,9 +94,20 @@ def test_both_jobs_run_as_sagemaker_runs_them(synthetic_dataset, tmp_path):
     assert manifest["offline_metrics"]["two_stage"]["HR@10"] > manifest["offline_metrics"]["retrieval"]["HR@10"] * 0.8
     recs = [json.loads(line) for line in (tmp_path / "out" / "batch" / "recommendations.jsonl").read_text().splitlines()]
     assert recs[0]["userId"] == "__popular__" and len(recs[0]["items"]) == 50
-    assert len(recs) == 1 + len((tmp_path / "out" / "batch" / "users.jsonl").read_text().splitlines())
-    item_rows = (tmp_path / "out" / "batch" / "items.jsonl").read_text().splitlines()
-    assert {"itemId", "title", "category", "popularity", "trend"} <= set(json.loads(item_rows[0]))
+    search_rows = [r for r in recs if r["userId"].startswith("__search__:")]
+    assert len(recs) - len(search_rows) == 1 + len((tmp_path / "out" / "batch" / "users.jsonl").read_text().splitlines())
+    item_rows = [json.loads(line) for line in (tmp_path / "out" / "batch" / "items.jsonl").read_text().splitlines()]
+    assert {"itemId", "title", "category", "popularity", "trend"} <= set(item_rows[0])
+    # degraded search's rows: every word of the titles and categories, its items most popular first
+    text = {r["itemId"]: (r["title"] + " " + r["category"]).lower() for r in item_rows}
+    words = {w for t in text.values() for w in re.findall(r"[a-z0-9]+", t)}
+    assert {r["userId"].split(":", 1)[1] for r in search_rows} == words
+    for row in search_rows:
+        word = row["userId"].split(":", 1)[1]
+        assert 0 < len(row["items"]) <= 100
+        assert all(word in re.findall(r"[a-z0-9]+", text[e["itemId"]]) for e in row["items"])
+        scores = [e["score"] for e in row["items"]]
+        assert scores == sorted(scores, reverse=True)
 
 
 def test_a_bad_job_input_fails_with_a_failure_reason(tmp_path):
