@@ -4,7 +4,7 @@ ranker scores. The same code answers one request online and scores thousands of 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -57,6 +57,25 @@ def _top_sparse(indices: np.ndarray, data: np.ndarray, n: int) -> np.ndarray:
     return indices[order]
 
 
+def _weighted_row_sum(graph, items: np.ndarray, weights: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``weights @ graph[items]`` as (sorted column indices, float32 sums): the history's weighted
+    sum of its items' graph rows. Gathers only those rows, where a sparse matrix product would
+    cost a pass over all the catalogue's columns per request."""
+    indptr = graph.indptr
+    starts, ends = indptr[items], indptr[np.asarray(items) + 1]
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int32), np.zeros(0, np.float32)
+    # positions of every gathered entry: start of its row + offset within the row
+    row_of = np.repeat(np.arange(len(items)), lengths)
+    offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    pos = starts[row_of] + offsets
+    columns, inverse = np.unique(graph.indices[pos], return_inverse=True)
+    sums = np.bincount(inverse, weights=graph.data[pos] * weights[row_of], minlength=len(columns))
+    return columns, sums.astype(np.float32)
+
+
 def _lookup(indices: np.ndarray, data: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Values of a sorted sparse row at ``items`` (0 where absent)."""
     if len(indices) == 0:
@@ -97,15 +116,8 @@ class CandidateBuilder:
             fixed_items: score exactly these items instead of retrieving (``rank``).
         """
         r, p = self.r, self.r.params
-        weights = r.history_matrix(histories)
-        queries = r.query_vectors(weights)
+        queries = r.query_vectors(histories)
         ann_labels, _ = r.ann(queries, p.n_ann + p.history_len)
-        cov_rows = (weights @ r.covisit).tocsr()
-        knn_rows = (weights @ r.knn).tocsr()
-        cov_rows.sort_indices()
-        knn_rows.sort_indices()
-        ease_rows = (weights @ r.ease).tocsr()
-        ease_rows.sort_indices()
         popular = r.popular_order[: p.n_popular]
         trending = r.trending_order[: p.n_trending]
         out: List[Candidates] = []
@@ -114,14 +126,13 @@ class CandidateBuilder:
             tail_w = recency_weights(len(tail), p.recency_decay, N_RECENT)
             ann_top = ann_labels[b][ann_labels[b] >= 0] if ann_labels.shape[1] else np.zeros(0, np.int64)
             recent_top = self._recent_source(tail, tail_w, p.n_recent)
-            cs, ce = cov_rows.indptr[b], cov_rows.indptr[b + 1]
-            cov_idx, cov_val = cov_rows.indices[cs:ce], cov_rows.data[cs:ce]
-            ks, ke = knn_rows.indptr[b], knn_rows.indptr[b + 1]
-            knn_idx, knn_val = knn_rows.indices[ks:ke], knn_rows.data[ks:ke]
+            h = history[-p.history_len:]
+            h_w = recency_weights(len(h), p.recency_decay, p.history_len)
+            cov_idx, cov_val = _weighted_row_sum(r.covisit, h, h_w)
+            knn_idx, knn_val = _weighted_row_sum(r.knn, h, h_w)
+            ease_idx, ease_val = _weighted_row_sum(r.ease, h, h_w)
             cov_top = _top_sparse(cov_idx, cov_val, p.n_covisit)
             knn_top = _top_sparse(knn_idx, knn_val, p.n_knn)
-            es, ee = ease_rows.indptr[b], ease_rows.indptr[b + 1]
-            ease_idx, ease_val = ease_rows.indices[es:ee], ease_rows.data[es:ee]
             ease_top = _top_sparse(ease_idx, ease_val, p.n_ease)
             sources = {"ann": ann_top[: p.n_ann + len(history)], "recent": recent_top,
                        "covisit": cov_top, "knn": knn_top, "ease": ease_top, "popular": popular, "trending": trending}

@@ -25,7 +25,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import hnswlib
 import numpy as np
@@ -203,27 +203,15 @@ class RetrievalModel:
 
     # --- online use -------------------------------------------------------------------------
 
-    def history_matrix(self, histories: Sequence[np.ndarray]) -> sp.csr_matrix:
-        """Rows of recency weights over the last ``history_len`` items of each history."""
+    def query_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """The ANN query of each history: the recency-weighted sum of the embeddings of its last
+        ``history_len`` items, normalised (a zero row for an empty history)."""
         p = self.params
-        indptr = [0]
-        cols: List[np.ndarray] = []
-        vals: List[np.ndarray] = []
-        for h in histories:
-            tail = h[-p.history_len:]
-            cols.append(tail)
-            vals.append(recency_weights(len(tail), p.recency_decay, p.history_len))
-            indptr.append(indptr[-1] + len(tail))
-        m = sp.csr_matrix(
-            (np.concatenate(vals) if vals else np.zeros(0, np.float32),
-             np.concatenate(cols) if cols else np.zeros(0, np.int32), np.array(indptr)),
-            shape=(len(histories), self.n_items), dtype=np.float32,
-        )
-        m.sum_duplicates()
-        return m
-
-    def query_vectors(self, weights: sp.csr_matrix) -> np.ndarray:
-        q = np.asarray(weights @ self.embeddings, dtype=np.float32)
+        q = np.zeros((len(histories), self.embeddings.shape[1]), np.float32)
+        for row, h in enumerate(histories):
+            tail = np.asarray(h[-p.history_len:], np.int64)
+            if len(tail):
+                q[row] = recency_weights(len(tail), p.recency_decay, p.history_len) @ self.embeddings[tail]
         norms = np.linalg.norm(q, axis=1, keepdims=True)
         return np.divide(q, norms, out=np.zeros_like(q), where=norms > 0)
 
