@@ -121,8 +121,9 @@ def measure(model_dir: Path, n_requests: int = 1000, seed: int = 1, profile_requ
     ids = rec.catalogue.item_ids
     histories = [[ids[i] for i in rng.choice(n, HISTORY_LEN, p=p).tolist()] for _ in range(n_requests + 50)]
     index_bytes = int(r.index.index_file_size()) if r.index is not None else 0
-    raw = {"vectors": int(r.embeddings.nbytes),
-           "hnsw_graph": max(0, index_bytes - int(r.embeddings.nbytes)),
+    vector_bytes = int(r.embeddings.shape[0] * r.embeddings.shape[1] * 4)  # float32, as the index holds them
+    raw = {"vectors": vector_bytes,
+           "hnsw_graph": max(0, index_bytes - vector_bytes),
            "item_graphs": int(sum(g.data.nbytes + g.indices.nbytes + g.indptr.nbytes for g in (r.covisit, r.knn)))}
     with threadpool_limits(1):
         for h in histories[:50]:

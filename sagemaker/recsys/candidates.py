@@ -187,11 +187,11 @@ class CandidateBuilder:
         x = np.zeros((n, len(FEATURES)), np.float32)
         if n == 0:
             return x
-        emb = r.embeddings[items]
+        emb = r.embeddings[items].astype(np.float32)
         x[:, 0] = emb @ query
         x[:, 1] = _rr(sources["ann"], items)
         if len(tail):
-            sims = emb @ r.embeddings[tail].T
+            sims = emb @ r.embeddings[tail].astype(np.float32).T
             x[:, 2] = (sims * tail_w[None, :]).max(axis=1)
             x[:, 3] = sims[:, -1]
             last = int(tail[-1])

@@ -54,7 +54,7 @@ class RetrievalParams:
     covisit_backward: float = 0.5
     knn_window: int = 50
     graph_top_n: int = 100
-    neighbours: int = 50
+    neighbours: int = 20
     recency_decay: float = 0.85
     history_len: int = 50
     trend_days: float = 14.0
@@ -94,10 +94,13 @@ class RetrievalModel:
                  knn: sp.csr_matrix, popularity: np.ndarray, trend: np.ndarray,
                  refs: Dict[str, float], index_recall: float, ease: Optional[sp.csr_matrix] = None) -> None:
         self.params = params
-        self.embeddings = embeddings
+        # Features and query vectors read float16 copies: half the memory, and cosine features
+        # move by ~1e-3. The HNSW index keeps its own float32 vectors for search. Training and
+        # serving both go through here, so the ranker learns on the values it is served.
+        self.embeddings = embeddings.astype(np.float16, copy=False)
         self.index = index
-        self.neighbours = neighbours
-        self.neighbour_sims = neighbour_sims
+        self.neighbours = neighbours.astype(np.int32, copy=False)
+        self.neighbour_sims = neighbour_sims.astype(np.float16, copy=False)
         self.covisit = covisit
         self.knn = knn
         self.ease = ease if ease is not None else sp.csr_matrix((embeddings.shape[0],) * 2, dtype=np.float32)
@@ -211,7 +214,8 @@ class RetrievalModel:
         for row, h in enumerate(histories):
             tail = np.asarray(h[-p.history_len:], np.int64)
             if len(tail):
-                q[row] = recency_weights(len(tail), p.recency_decay, p.history_len) @ self.embeddings[tail]
+                q[row] = recency_weights(len(tail), p.recency_decay, p.history_len) @ \
+                    self.embeddings[tail].astype(np.float32)
         norms = np.linalg.norm(q, axis=1, keepdims=True)
         return np.divide(q, norms, out=np.zeros_like(q), where=norms > 0)
 
@@ -222,7 +226,7 @@ class RetrievalModel:
             return np.full((rows, 0), -1, np.int64), np.zeros((rows, 0), np.float32)
         k = max(1, min(k, self.index.get_current_count()))
         self.index.set_ef(max(self.params.ef, k))  # ef >= k, or hnswlib cannot return k results
-        labels, dist = self.index.knn_query(queries, k=k)
+        labels, dist = self.index.knn_query(np.asarray(queries, np.float32), k=k)
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
 
 
