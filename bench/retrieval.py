@@ -32,7 +32,7 @@ from recsys.retrieval import RetrievalParams
 from threadpoolctl import threadpool_limits
 
 DIM = 64
-EF_SWEEP = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+EF_SWEEP = (10, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 256, 384, 512)
 CACHE = Path(os.environ.get("RECSYS_BENCH_CACHE", Path.home() / ".cache" / "recsys-bench"))
 
 

@@ -1,8 +1,7 @@
 """The benchmark runner: ``python -m bench.run --quick | --full | --quality-events FILE``.
 
 * ``--quick`` (``make bench-quick``): retrieval at 10k, 100k and 1M clustered vectors (hnswlib as
-  configured vs exact vs faiss HNSW; the 1M indexes are built with efConstruction 64 to fit the
-  time budget), the four-stage endpoint at 100k and 1M items, the embedding trainer vs gensim on
+  configured, efConstruction 200, vs exact vs faiss HNSW), the four-stage endpoint at 100k and 1M items, the embedding trainer vs gensim on
   200k synthetic events, and the quality table on the demo synthetic data (peers without SASRec).
   Writes ``bench/results/quick.json`` and the plots.
 * ``--full`` (``make bench``): the same at efConstruction 200 everywhere, the training comparison
@@ -39,7 +38,7 @@ PROFILES: dict[str, dict[str, Any]] = {
               "endpoint_sizes": (2000,), "endpoint_requests": 50,
               "training": (200, 150, 4000), "full_train": False, "quality": (150, 100, 3000),
               "quality_peers": ["popularity", "item-kNN", "EASE"], "ml100k": False},
-    "quick": {"sizes": {10_000: 200, 100_000: 200, 1_000_000: 64}, "n_queries": 1000, "n_latency": 500,
+    "quick": {"sizes": {10_000: 200, 100_000: 200, 1_000_000: 200}, "n_queries": 1000, "n_latency": 500,
               "n_exact": 100, "ef_sweep": retrieval.EF_SWEEP, "endpoint_sizes": (100_000, 1_000_000),
               "endpoint_requests": 1000, "training": (6000, 4000, 200_000), "full_train": False,
               "quality": (2000, 1000, 60_000), "quality_peers": "no-sasrec", "ml100k": False},

@@ -134,7 +134,7 @@ def ranker_job(hyperparameters: Dict[str, str]) -> None:
         _log(f"[data] {len(events):,} events, {seqs.n_users:,} users")
         final = fit_ranker(rec, seqs, rec.retrieval.params, kparams, _log)
     final.save(model_dir)
-    write_batch_output(final, seqs, output_dir, kparams.batch_k, log=_log)
+    write_batch_output(final, seqs, output_dir, kparams.batch_k, log=_log, workers=kparams.workers)
     _log(f"[job] serving model {final.model_version} saved to {model_dir}")
 
 

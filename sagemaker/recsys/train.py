@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from .catalogue import Catalogue
 from .data import Items, Sequences
 from .evaluate import metrics_from_ranks, rank_in
 from .model import FORMAT_VERSION, OrderingRules, Recommender
+from .parallel import chunks, map_batches, worker_count
 from .ranker import Ranker
 from .retrieval import RetrievalModel, RetrievalParams, params_from_dict
 
@@ -51,6 +52,7 @@ class RankerParams:
     ranker_max_examples: int = 40_000
     validation_fraction: float = 0.2
     batch_size: int = 512
+    workers: int = 0  # processes for the ranker's examples and the batch output; 0 = one per core
     max_bad_fraction: float = 0.01
     max_per_category: int = 0  # 0 = no cap (stage 4)
     batch_k: int = BATCH_K
@@ -178,38 +180,35 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
     log(f"[ranker] refitting stage 1 without each user's last {kparams.ranker_targets} event(s) "
         f"({inner.n_events:,} events)")
     inner_retrieval = RetrievalModel.fit(inner.items, inner.times, inner.n_items, rparams, log=lambda m: None)
-    if inner_retrieval.index is not None:
-        inner_retrieval.index.set_num_threads(2)
     builder = CandidateBuilder(inner_retrieval, rec.catalogue.category_codes)
     users = rng.permutation(labelled)[: kparams.ranker_users]
     n_val = round(len(users) * kparams.validation_fraction)
     val_users = set(users[:n_val].tolist())
     # (user, position of the target): every held-out event of a training user, the last of a validation user
-    examples: List[Tuple[int, int]] = []
+    validation = [(u, len(seqs.items[u]) - 1) for u in users.tolist() if u in val_users]
     training: List[Tuple[int, int]] = []
     for u in users.tolist():
-        n = len(seqs.items[u])
-        if u in val_users:
-            examples.append((u, n - 1))
-        else:
+        if u not in val_users:
+            n = len(seqs.items[u])
             training.extend((u, p) for p in range(n - held[u], n))
     if len(training) > kparams.ranker_max_examples:
         # bound the cost on big data: a uniform sample of the (user, target) pairs
         pick = np.sort(rng.choice(len(training), size=kparams.ranker_max_examples, replace=False))
         training = [training[i] for i in pick.tolist()]
-    examples.extend(training)
-    xs: List[np.ndarray] = []
-    ys: List[np.ndarray] = []
-    val_cands = []
-    for start in range(0, len(examples), kparams.batch_size):
-        batch = examples[start:start + kparams.batch_size]
-        cands = builder.build([seqs.items[u][:p] for u, p in batch])
-        for (u, p), c in zip(batch, cands):
-            target = int(seqs.items[u][p])
-            label = (c.items == target).astype(np.float32)
-            if u in val_users:
-                val_cands.append((c, target))
-                continue
+
+    def threads_per_process(processes: int) -> None:
+        if inner_retrieval.index is not None:
+            inner_retrieval.index.set_num_threads(max(1, worker_count() // processes))
+
+    def training_pairs(batch: Tuple[int, List[Tuple[int, int]]]) -> Tuple[np.ndarray, np.ndarray]:
+        """Sampled (features, label) rows of one batch of examples; its own seeded generator, so
+        the result does not depend on how batches are spread over processes."""
+        number, pairs = batch
+        batch_rng = np.random.default_rng([kparams.seed, number])
+        xs: List[np.ndarray] = []
+        ys: List[np.ndarray] = []
+        for (u, p), c in zip(pairs, builder.build([seqs.items[u][:p] for u, p in pairs])):
+            label = (c.items == int(seqs.items[u][p])).astype(np.float32)
             if label.sum() == 0:
                 continue  # the target was not retrieved: nothing for the ranker to learn here
             pos = np.flatnonzero(label)
@@ -218,31 +217,51 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
             if kparams.ranker_hard_negatives:  # off by default: no need to sort by fusion then
                 fused = np.argsort(-fusion_scores(c), kind="stable")
                 hard = [i for i in fused[: kparams.ranker_hard_negatives * 2].tolist() if label[i] == 0][: kparams.ranker_hard_negatives]
-            rand = rng.choice(neg, size=min(len(neg), kparams.ranker_negatives), replace=False)
+            rand = batch_rng.choice(neg, size=min(len(neg), kparams.ranker_negatives), replace=False)
             take = np.unique(np.concatenate([pos, np.array(hard, np.int64), rand]))
             xs.append(c.features[take])
             ys.append(label[take])
-        log(f"[ranker] candidates for {min(len(examples), start + kparams.batch_size):,}/{len(examples):,} examples")
-    if not xs:
+        if not xs:
+            return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0, np.float32)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    batches = list(enumerate(chunks(training, kparams.batch_size)))
+    xs, ys, done = [], [], 0
+    for (bx, by), (_, pairs) in zip(map_batches(training_pairs, batches, kparams.workers, threads_per_process), batches):
+        xs.append(bx)
+        ys.append(by)
+        done += len(pairs)
+        log(f"[ranker] candidates for {done:,}/{len(training):,} training examples")
+    x = np.concatenate(xs) if xs else np.zeros((0, len(FEATURES)), np.float32)
+    y = np.concatenate(ys) if ys else np.zeros(0, np.float32)
+    if len(y) == 0:
         raise ValueError("no training user had their next item among the candidates; too little data")
-    x, y = np.concatenate(xs), np.concatenate(ys)
     ranker = Ranker.fit(x, y, FEATURES, c=kparams.ranker_c, seed=kparams.seed)
     log(f"[ranker] logistic regression on {len(y):,} pairs ({int(y.sum()):,} positives)")
+
     # offline validation on the held-out users, with the stage-1 model that never saw their targets
-    k = 20
-    two_stage, fusion, recall = [], [], []
-    for c, target in val_cands:
-        recall.append(target in set(c.items.tolist()))
-        if len(c.items) == 0:
-            two_stage.append(-1), fusion.append(-1)
-            continue
-        two_stage.append(rank_in(c.items[np.argsort(-ranker.score(c.features), kind="stable")][:k].tolist(), target))
-        fusion.append(rank_in(c.items[np.argsort(-fusion_scores(c), kind="stable")][:k].tolist(), target))
+    def validation_ranks(pairs: List[Tuple[int, int]]) -> np.ndarray:
+        """Per example: the target's rank by the two-stage order and by fusion (-1 = not in the
+        top 20), and whether it was a candidate at all."""
+        out = np.full((len(pairs), 3), -1, np.int64)
+        for row, ((u, p), c) in enumerate(zip(pairs, builder.build([seqs.items[u][:p] for u, p in pairs]))):
+            target = int(seqs.items[u][p])
+            out[row, 2] = int(target in set(c.items.tolist()))
+            if len(c.items):
+                out[row, 0] = rank_in(c.items[np.argsort(-ranker.score(c.features), kind="stable")][:20].tolist(), target)
+                out[row, 1] = rank_in(c.items[np.argsort(-fusion_scores(c), kind="stable")][:20].tolist(), target)
+        return out
+
+    ranks = list(map_batches(validation_ranks, chunks(validation, kparams.batch_size), kparams.workers,
+                             threads_per_process))
+    ranks_all = np.concatenate(ranks) if ranks else np.zeros((0, 3), np.int64)
+    two_stage, fusion, recall = ranks_all[:, 0], ranks_all[:, 1], ranks_all[:, 2].astype(bool)
+    log(f"[ranker] validated on {len(validation):,} held-out users")
     offline = {
-        "validation_users": len(val_cands),
-        "two_stage": metrics_from_ranks(np.array(two_stage)),
-        "retrieval": metrics_from_ranks(np.array(fusion)),
-        "candidate_recall": float(np.mean(recall)) if recall else 0.0,
+        "validation_users": len(validation),
+        "two_stage": metrics_from_ranks(two_stage),
+        "retrieval": metrics_from_ranks(fusion),
+        "candidate_recall": float(np.mean(recall)) if len(recall) else 0.0,
     }
     for name in ("two_stage", "retrieval"):
         for key, value in offline[name].items():
@@ -263,7 +282,7 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
 
 
 def write_batch_output(rec: Recommender, seqs: Sequences, out_dir, k: int = BATCH_K,
-                       batch_size: int = 512, log: Log = print) -> Dict[str, int]:
+                       batch_size: int = 512, log: Log = print, workers: int = 0) -> Dict[str, int]:
     """``batch/users.jsonl``, ``batch/items.jsonl``, ``batch/recommendations.jsonl`` + ``manifest.json``."""
     out = Path(out_dir)
     batch_dir = out / "batch"
@@ -286,13 +305,21 @@ def write_batch_output(rec: Recommender, seqs: Sequences, out_dir, k: int = BATC
         popular = rec.popular(k)
         f.write(json.dumps({"userId": POPULAR_USER_ID, "items": [{"itemId": i, "score": s} for i, s in popular],
                             "modelVersion": version}) + "\n")
-        for start in range(0, seqs.n_users, batch_size):
-            users = list(range(start, min(seqs.n_users, start + batch_size)))
+
+        def user_rows(users: Sequence[int]) -> str:
             cands = rec.builder.build([seqs.items[u] for u in users], min_candidates=k)
-            for u, c in zip(users, cands):
-                ranked = rec.order(c.items, rec.score(c), k)
-                f.write(json.dumps({"userId": seqs.user_ids[u], "items": [{"itemId": i, "score": s} for i, s in ranked],
-                                    "modelVersion": version}) + "\n")
+            return "".join(
+                json.dumps({"userId": seqs.user_ids[u], "items": [{"itemId": i, "score": s}
+                                                                  for i, s in rec.order(c.items, rec.score(c), k)],
+                            "modelVersion": version}) + "\n"
+                for u, c in zip(users, cands))
+
+        def threads_per_process(processes: int) -> None:
+            if r.index is not None:
+                r.index.set_num_threads(max(1, worker_count() // processes))
+
+        for rows in map_batches(user_rows, chunks(range(seqs.n_users), batch_size), workers, threads_per_process):
+            f.write(rows)
         n_search_rows = _write_search_rows(rec, f) if rec.text_index is not None else 0
     log(f"[batch] recommendations for {seqs.n_users:,} users in {time.time() - started:.1f}s"
         f"{f' and {n_search_rows:,} search rows' if n_search_rows else ''}")
@@ -337,5 +364,5 @@ def train(events_path, items_path, model_dir, output_data_dir=None,
     rec = fit(seqs, items, hyperparameters, summary, log)
     rec.save(model_dir)
     if output_data_dir is not None:
-        write_batch_output(rec, seqs, output_data_dir, kparams.batch_k, log=log)
+        write_batch_output(rec, seqs, output_data_dir, kparams.batch_k, log=log, workers=kparams.workers)
     return rec.manifest
