@@ -20,8 +20,7 @@ def recall_latency(entries: list[dict[str, Any]], path: Path) -> Path:
                 continue
             curve = e[key]["curve"]
             ax.plot([c["cpu_ms_per_query"] for c in curve], [c["recall_at_10"] for c in curve], style, label=label, ms=4)
-        h = e["hnswlib"]
-        ax.plot([h["cpu_ms_per_query"]], [h["recall_at_10"]], "r*", ms=14, label=f"project ef={h['ef']}")
+        ax.plot([e["cpu_ms_per_query"]], [e["recall_at_10"]], "r*", ms=14, label=f"operating point ef={e['ef']}")
         ax.axvline(e["exact"]["cpu_ms_per_query"], color="grey", ls=":", label="exact (numpy)")
         ax.set_xscale("log")
         ax.set_xlabel("CPU ms per single query (log)")

@@ -164,12 +164,6 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     return checks
 
 
-def add_cpu_speedup(entries: list[dict[str, Any]]) -> None:
-    """Speedup vs exact on CPU time per query (steadier than wall time on a shared machine)."""
-    for e in entries:
-        e["speedup_vs_exact_cpu"] = round(e["exact"]["cpu_ms_per_query"] / max(e["hnswlib"]["cpu_ms_per_query"], 1e-9), 1)
-
-
 def write_plots(result: dict[str, Any], out_dir: Path, prefix: str) -> list[str]:
     """Every plot the result allows (none without matplotlib); returns the file names."""
     if not _has("matplotlib"):
@@ -187,6 +181,23 @@ def write_plots(result: dict[str, Any], out_dir: Path, prefix: str) -> list[str]
     return out
 
 
+def resummarise(path: Path, out_dir: Path) -> int:
+    """Headline figures, targets and plots of a saved result, re-derived from its measured curves."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    for entry in result.get("retrieval", []):
+        retrieval.summarise_entry(entry)
+    result["targets"] = summarise(result)
+    result["plots"] = write_plots(result, out_dir, path.stem)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    for check, ok in result["targets"].items():
+        _log(f"[targets] {'PASS' if ok else 'MISS'}  {check}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
@@ -196,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--full", action="store_true")
     mode.add_argument("--smoke", action="store_true")
     mode.add_argument("--quality-events", type=Path, metavar="FILE")
+    mode.add_argument("--resummarise", type=Path, metavar="RESULT_JSON",
+                      help="re-derive the headline figures, targets and plots of a saved result (no measuring)")
     ap.add_argument("--quality-items", type=Path, metavar="FILE")
     ap.add_argument("--parts", default="retrieval,endpoint,training,quality",
                     help="comma-separated subset of retrieval,endpoint,training,quality")
@@ -209,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"machine": machine(), "command": "python -m bench.run " + " ".join(
         argv if argv is not None else sys.argv[1:])}
 
+    if args.resummarise is not None:
+        return resummarise(args.resummarise, args.output_dir)
     if args.quality_events is not None:
         for p in (args.quality_events, args.quality_items):
             if p is not None and not p.exists():
@@ -232,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if "retrieval" in parts or "endpoint" in parts:
         result["retrieval"] = run_retrieval(profile, args.cache)
-        add_cpu_speedup(result["retrieval"])
     if "endpoint" in parts:
         result["endpoint"] = run_endpoint(profile, args.cache)
     if "training" in parts:

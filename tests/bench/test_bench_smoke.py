@@ -115,3 +115,32 @@ def test_http_load_against_a_local_server_counts_errors():
     assert res["errors"] > 0 and set(res["error_kinds"]) == {"HTTP 503"}
     assert res["ok"] + res["errors"] == 60
     assert res["p50_ms"] is not None and res["p50_ms"] <= res["p99_ms"]
+
+
+def test_the_operating_point_is_the_cheapest_ef_that_reaches_the_target_recall():
+    from bench import retrieval
+
+    curve = [{"ef": ef, "recall_at_10": r, "p50_ms": ms, "p99_ms": ms * 2, "qps": 1000 / ms, "cpu_ms_per_query": ms}
+             for ef, r, ms in ((16, 0.95, 0.1), (32, 0.991, 0.2), (64, 0.999, 0.4), (128, 1.0, 0.8))]
+    entry = {"exact": {"p50_ms": 30.0, "cpu_ms_per_query": 32.0},
+             "hnswlib": {"configured_ef": 128, "recall_at_100": 0.99, "curve": curve}}
+    retrieval.summarise_entry(entry)
+    assert entry["ef"] == 32 and entry["recall_at_10"] == 0.991
+    assert entry["speedup_vs_exact"] == 150.0 and entry["speedup_vs_exact_cpu"] == 160.0
+    assert entry["at_configured_ef"] == {"ef": 128, "recall_at_10": 1.0, "p50_ms": 0.8, "speedup_vs_exact": 37.5}
+    # no ef reaches the target: the best recall is reported, and the target check fails on it
+    low = [dict(c, recall_at_10=c["recall_at_10"] - 0.05) for c in curve]
+    entry = retrieval.summarise_entry({"exact": entry["exact"], "hnswlib": {"configured_ef": 128,
+                                                                            "recall_at_100": 0.9, "curve": low}})
+    assert entry["ef"] == 128 and entry["recall_at_10"] < 0.99
+    result = {"retrieval": [dict(entry, n_items=1_000_000)]}
+    assert run.summarise(result)["1M recall@10 >= 0.99 (ef 128)"] is False
+
+
+def test_report_prints_tables_from_a_result(tmp_path, capsys):
+    from bench import report
+
+    assert report.main([str(ROOT / "bench" / "results" / "quick.json"), "--sections", "targets,endpoint"]) == 0
+    out = capsys.readouterr().out
+    assert "| 1,000,000 |" in out and "RSS / raw" in out
+    assert report.main([str(tmp_path / "missing.json")]) == 2
