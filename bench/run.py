@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--resummarise", type=Path, metavar="RESULT_JSON",
                       help="re-derive the headline figures, targets and plots of a saved result (no measuring)")
     ap.add_argument("--quality-items", type=Path, metavar="FILE")
+    ap.add_argument("--name", help="with --quality-events: results as quality_<name>.json (default: the file's stem)")
     ap.add_argument("--parts", default="retrieval,endpoint,training,quality",
                     help="comma-separated subset of retrieval,endpoint,training,quality")
     ap.add_argument("--output-dir", type=Path, default=RESULTS)
@@ -229,10 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             if p is not None and not p.exists():
                 print(f"error: {p} not found", file=sys.stderr)
                 return 2
-        table = quality.quality_table(args.quality_events, args.quality_items, log=_log)
+        table = quality.quality_table(args.quality_events, args.quality_items,
+                                      label=args.name or args.quality_events.name, log=_log)
         print(quality.format_table(table))
         result["quality"] = [table]
-        name = f"quality_{args.quality_events.stem}"
+        name = f"quality_{args.name or args.quality_events.stem}"
         result["plots"] = write_plots(result, args.output_dir, name)
         (args.output_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         _log(f"wrote {args.output_dir / (name + '.json')}")
