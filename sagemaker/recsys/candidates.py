@@ -116,7 +116,11 @@ class CandidateBuilder:
             fixed_items: score exactly these items instead of retrieving (``rank``).
         """
         r, p = self.r, self.r.params
-        queries = r.query_vectors(histories)
+        # each history's last history_len items and their recency weights: the ANN query, the
+        # graph sources and the category affinity all read this window
+        windows = [np.asarray(h[-p.history_len:], np.int64) for h in histories]
+        window_weights = [recency_weights(len(w), p.recency_decay, p.history_len) for w in windows]
+        queries = r.query_vectors(windows, window_weights)
         ann_labels, _ = r.ann(queries, p.n_ann + p.history_len)
         popular = r.popular_order[: p.n_popular]
         trending = r.trending_order[: p.n_trending]
@@ -126,8 +130,7 @@ class CandidateBuilder:
             tail_w = recency_weights(len(tail), p.recency_decay, N_RECENT)
             ann_top = ann_labels[b][ann_labels[b] >= 0] if ann_labels.shape[1] else np.zeros(0, np.int64)
             recent_top = self._recent_source(tail, tail_w, p.n_recent)
-            h = history[-p.history_len:]
-            h_w = recency_weights(len(h), p.recency_decay, p.history_len)
+            h, h_w = windows[b], window_weights[b]
             cov_idx, cov_val = _weighted_row_sum(r.covisit, h, h_w)
             knn_idx, knn_val = _weighted_row_sum(r.knn, h, h_w)
             ease_idx, ease_val = _weighted_row_sum(r.ease, h, h_w)
@@ -147,7 +150,7 @@ class CandidateBuilder:
                 items = items[keep]
                 if len(items) < min_candidates:
                     items = self._top_up(items, history, f, min_candidates)
-            feats = self._features(items, history, queries[b], tail, tail_w, sources,
+            feats = self._features(items, history, h, h_w, queries[b], tail, tail_w, sources,
                                    cov_idx, cov_val, knn_idx, knn_val, ease_idx, ease_val)
             out.append(Candidates(items=items, features=feats, sources=sources))
         return out
@@ -180,8 +183,8 @@ class CandidateBuilder:
                         return np.concatenate([items, np.array(extra, np.int64)])
         return np.concatenate([items, np.array(extra, np.int64)]) if extra else items
 
-    def _features(self, items, history, query, tail, tail_w, sources, cov_idx, cov_val, knn_idx, knn_val,
-                  ease_idx, ease_val):
+    def _features(self, items, history, window, window_w, query, tail, tail_w, sources, cov_idx, cov_val,
+                  knn_idx, knn_val, ease_idx, ease_val):
         r = self.r
         n = len(items)
         x = np.zeros((n, len(FEATURES)), np.float32)
@@ -206,11 +209,9 @@ class CandidateBuilder:
         x[:, 11] = 1.0 / (1.0 + r.popular_rank[items])
         x[:, 12] = r.trend[items]
         x[:, 13] = 1.0 / (1.0 + r.trending_rank[items])
-        if len(history):
-            h = history[-r.params.history_len:]
-            w = recency_weights(len(h), r.params.recency_decay, r.params.history_len)
-            aff = np.bincount(self.item_category[h], weights=w, minlength=self.n_categories)
-            aff = aff / max(w.sum(), 1e-9)
+        if len(window):
+            aff = np.bincount(self.item_category[window], weights=window_w, minlength=self.n_categories)
+            aff = aff / max(window_w.sum(), 1e-9)
             x[:, 14] = aff[self.item_category[items]]
         hist = np.float32(np.log1p(len(history)))
         x[:, 15] = hist

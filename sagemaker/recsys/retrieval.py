@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
 
 from . import graphs
+from .parallel import worker_count
 
 SOURCES = ("ann", "recent", "covisit", "knn", "ease", "popular", "trending")
 DAY = 86_400.0
@@ -206,16 +207,20 @@ class RetrievalModel:
 
     # --- online use -------------------------------------------------------------------------
 
-    def query_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """The ANN query of each history: the recency-weighted sum of the embeddings of its last
-        ``history_len`` items, normalised (a zero row for an empty history)."""
-        p = self.params
-        q = np.zeros((len(histories), self.embeddings.shape[1]), np.float32)
-        for row, h in enumerate(histories):
-            tail = np.asarray(h[-p.history_len:], np.int64)
-            if len(tail):
-                q[row] = recency_weights(len(tail), p.recency_decay, p.history_len) @ \
-                    self.embeddings[tail].astype(np.float32)
+    def share_cores(self, processes: int) -> None:
+        """Give the index's batch queries this process's share of the cores, when ``processes``
+        worker processes run at once (a ``map_batches`` ``before_fork`` hook)."""
+        if self.index is not None:
+            self.index.set_num_threads(max(1, worker_count() // processes))
+
+    def query_vectors(self, windows: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> np.ndarray:
+        """The ANN query of each history: the weighted sum of the embeddings of its window (its
+        last ``history_len`` items, with their recency weights), normalised (a zero row when
+        empty)."""
+        q = np.zeros((len(windows), self.embeddings.shape[1]), np.float32)
+        for row, (window, w) in enumerate(zip(windows, weights)):
+            if len(window):
+                q[row] = w @ self.embeddings[window].astype(np.float32)
         norms = np.linalg.norm(q, axis=1, keepdims=True)
         return np.divide(q, norms, out=np.zeros_like(q), where=norms > 0)
 

@@ -34,7 +34,7 @@ from .catalogue import Catalogue
 from .data import Items, Sequences
 from .evaluate import metrics_from_ranks, rank_in
 from .model import FORMAT_VERSION, OrderingRules, Recommender
-from .parallel import chunks, map_batches, worker_count
+from .parallel import chunks, map_batches
 from .ranker import Ranker
 from .retrieval import RetrievalModel, RetrievalParams, params_from_dict
 
@@ -196,10 +196,6 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
         pick = np.sort(rng.choice(len(training), size=kparams.ranker_max_examples, replace=False))
         training = [training[i] for i in pick.tolist()]
 
-    def threads_per_process(processes: int) -> None:
-        if inner_retrieval.index is not None:
-            inner_retrieval.index.set_num_threads(max(1, worker_count() // processes))
-
     def training_pairs(batch: Tuple[int, List[Tuple[int, int]]]) -> Tuple[np.ndarray, np.ndarray]:
         """Sampled (features, label) rows of one batch of examples; its own seeded generator, so
         the result does not depend on how batches are spread over processes."""
@@ -227,7 +223,7 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
 
     batches = list(enumerate(chunks(training, kparams.batch_size)))
     xs, ys, done = [], [], 0
-    for (bx, by), (_, pairs) in zip(map_batches(training_pairs, batches, kparams.workers, threads_per_process), batches):
+    for (bx, by), (_, pairs) in zip(map_batches(training_pairs, batches, kparams.workers, inner_retrieval.share_cores), batches):
         xs.append(bx)
         ys.append(by)
         done += len(pairs)
@@ -253,7 +249,7 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
         return out
 
     ranks = list(map_batches(validation_ranks, chunks(validation, kparams.batch_size), kparams.workers,
-                             threads_per_process))
+                             inner_retrieval.share_cores))
     ranks_all = np.concatenate(ranks) if ranks else np.zeros((0, 3), np.int64)
     two_stage, fusion, recall = ranks_all[:, 0], ranks_all[:, 1], ranks_all[:, 2].astype(bool)
     log(f"[ranker] validated on {len(validation):,} held-out users")
@@ -314,11 +310,7 @@ def write_batch_output(rec: Recommender, seqs: Sequences, out_dir, k: int = BATC
                             "modelVersion": version}) + "\n"
                 for u, c in zip(users, cands))
 
-        def threads_per_process(processes: int) -> None:
-            if r.index is not None:
-                r.index.set_num_threads(max(1, worker_count() // processes))
-
-        for rows in map_batches(user_rows, chunks(range(seqs.n_users), batch_size), workers, threads_per_process):
+        for rows in map_batches(user_rows, chunks(range(seqs.n_users), batch_size), workers, r.share_cores):
             f.write(rows)
         n_search_rows = _write_search_rows(rec, f) if rec.text_index is not None else 0
     log(f"[batch] recommendations for {seqs.n_users:,} users in {time.time() - started:.1f}s"
