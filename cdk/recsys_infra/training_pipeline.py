@@ -5,23 +5,22 @@ gates, loads the batch output into DynamoDB and promotes the model; scheduled by
     "retrieval") -> EvaluationGate -> [not better: KeptServingModel]
     -> LoadBatchOutput -> Promote -> (WaitForRollout -> CheckPromotion)* -> Promoted
     any error -> PipelineFailed (Fail) -> alarm on ExecutionsFailed / ExecutionsTimedOut
+
+This module wires the states; the jobs (``training_jobs``), the roles (``pipeline_roles``) and the
+Lambda steps (``pipeline_functions``) are built in their own modules.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from aws_cdk import ArnFormat, Duration, Size, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -29,64 +28,17 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 from recsys_lambdas import contracts
-from recsys_lambdas.pipeline import gate, promote
+from recsys_lambdas.pipeline import promote
 
 from recsys_infra.config import EnvironmentConfig
-from recsys_infra.functions import FunctionSpec, RecsysFunction, log_retention, removal_policy
-from recsys_infra.images import (
-    TRAINING_SCRIPTS,
-    SourceAsset,
-    grant_image_pull,
-    sklearn_image_uri,
-)
+from recsys_infra.functions import log_retention, removal_policy
+from recsys_infra.images import TRAINING_SCRIPTS, SourceAsset, sklearn_image_uri
 from recsys_infra.nag import acknowledge, finding
+from recsys_infra.pipeline_functions import pipeline_functions
+from recsys_infra.pipeline_roles import serving_deploy_role, training_role
+from recsys_infra.training_jobs import s3_channel, training_job
 
-# The METRIC lines the training scripts print (contracts.METRIC_LINE_FORMAT), per job.
-METRICS = {
-    "retrieval": ("index_recall_at_10",),
-    "ranker": (
-        "two_stage_HR@10",
-        "two_stage_NDCG@10",
-        "two_stage_HR@20",
-        "two_stage_NDCG@20",
-        "retrieval_NDCG@10",
-        "candidate_recall",
-    ),
-}
-PIPELINE_LAMBDA_TIMEOUT_S = 900  # loading a large catalogue into DynamoDB takes minutes
 ROLLOUT_POLL_S = 60
-
-
-class _StateS3Uri(tasks.S3Location):
-    """An S3 URI read from the execution state, granting nothing.
-
-    ``S3Location.from_json_expression`` would add s3:GetObject/ListBucket/PutObject on ``*`` to
-    the training role; the role already has exactly the prefixes it needs.
-    """
-
-    def __init__(self, json_path: str) -> None:
-        super().__init__()
-        self._json_path = json_path
-
-    def bind(self, task, *, for_reading=None, for_writing=None) -> tasks.S3LocationConfig:
-        return tasks.S3LocationConfig(uri=sfn.JsonPath.string_at(self._json_path))
-
-
-def metric_regex(name: str) -> str:
-    """The SageMaker metric regex for one ``METRIC name=value`` line."""
-    return "METRIC " + re.escape(name) + "=([-+0-9.eE]+)"
-
-
-def _hyperparameters(script: str, source_uri: str, region: str, extra: Mapping[str, Any]) -> dict:
-    """Framework-container hyperparameters, JSON-encoded as the SageMaker SDK sends them."""
-    values = {
-        **dict(extra.items()),
-        "sagemaker_program": script,
-        "sagemaker_submit_directory": source_uri,
-        "sagemaker_region": region,
-        "sagemaker_container_log_level": 20,
-    }
-    return {key: json.dumps(value) for key, value in values.items()}
 
 
 class TrainingPipeline(Construct):
@@ -114,19 +66,30 @@ class TrainingPipeline(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self._cfg = cfg
         image_uri = sklearn_image_uri(cfg.region, "training")
         source = SourceAsset(self, "Source")
-        self.training_role = self._training_role(
-            cfg, image_uri, events_bucket, artifacts_bucket, source.object_arn
+        self.training_role = training_role(
+            self,
+            cfg,
+            image_uri=image_uri,
+            events_bucket=events_bucket,
+            artifacts_bucket=artifacts_bucket,
+            source_object_arn=source.object_arn,
         )
         self.serving_deploy_role = (
-            self._serving_deploy_role(cfg, serving_stack_name, model_role_arn)
+            serving_deploy_role(
+                self, cfg, serving_stack_name=serving_stack_name, model_role_arn=model_role_arn
+            )
             if serving_stack_name and model_role_arn
             else None
         )
-        self.functions = self._functions(
-            cfg, artifacts_bucket, tables, serving_stack_name, self.serving_deploy_role
+        self.functions = pipeline_functions(
+            self,
+            cfg,
+            artifacts_bucket=artifacts_bucket,
+            tables=tables,
+            serving_stack_name=serving_stack_name,
+            deploy_role=self.serving_deploy_role,
         )
 
         # --- states -----------------------------------------------------------------------
@@ -149,10 +112,13 @@ class TrainingPipeline(Construct):
             },
             result_path="$.run",
         )
-        events_channel = self._channel(contracts.TRAINING_CHANNEL_EVENTS, "$.run.eventsUri")
-        items_channel = self._channel(contracts.TRAINING_CHANNEL_ITEMS, "$.run.itemsUri")
-        train_retrieval = self._training_job(
+        events_channel = s3_channel(contracts.TRAINING_CHANNEL_EVENTS, "$.run.eventsUri")
+        items_channel = s3_channel(contracts.TRAINING_CHANNEL_ITEMS, "$.run.itemsUri")
+        train_retrieval = training_job(
+            self,
             "TrainRetrieval",
+            cfg=cfg,
+            role=self.training_role,
             job_suffix="retrieval",
             script=TRAINING_SCRIPTS["retrieval"],
             source_uri=source.s3_uri,
@@ -161,8 +127,11 @@ class TrainingPipeline(Construct):
             channels=[events_channel, items_channel],
             result_path="$.retrieval",
         )
-        train_ranker = self._training_job(
+        train_ranker = training_job(
+            self,
             "TrainRanker",
+            cfg=cfg,
+            role=self.training_role,
             job_suffix="ranker",
             script=TRAINING_SCRIPTS["ranker"],
             source_uri=source.s3_uri,
@@ -171,7 +140,7 @@ class TrainingPipeline(Construct):
             channels=[
                 events_channel,
                 items_channel,
-                self._channel(contracts.TRAINING_CHANNEL_RETRIEVAL, "$.retrieval.modelDataUrl"),
+                s3_channel(contracts.TRAINING_CHANNEL_RETRIEVAL, "$.retrieval.modelDataUrl"),
             ],
             result_path="$.ranker",
         )
@@ -297,72 +266,9 @@ class TrainingPipeline(Construct):
                 schedule=events.Schedule.expression(cfg.training.schedule),
                 targets=[targets.SfnStateMachine(self.state_machine)],
             )
-        self._acknowledge(stack, events_bucket, artifacts_bucket, serving_stack_name)
+        self._acknowledge(stack)
 
     # --- building blocks ------------------------------------------------------------------
-
-    @staticmethod
-    def _channel(name: str, uri_path: str) -> tasks.Channel:
-        return tasks.Channel(
-            channel_name=name,
-            data_source=tasks.DataSource(
-                s3_data_source=tasks.S3DataSource(
-                    s3_location=_StateS3Uri(uri_path),
-                    s3_data_type=tasks.S3DataType.S3_PREFIX,
-                    s3_data_distribution_type=tasks.S3DataDistributionType.FULLY_REPLICATED,
-                )
-            ),
-        )
-
-    def _training_job(
-        self,
-        construct_id: str,
-        *,
-        job_suffix: str,
-        script: str,
-        source_uri: str,
-        image_uri: str,
-        hyperparameters: Mapping[str, Any],
-        channels: list[tasks.Channel],
-        result_path: str,
-    ) -> tasks.SageMakerCreateTrainingJob:
-        cfg = self._cfg
-        instance_type = cfg.training.instance_type.removeprefix("ml.")
-        return tasks.SageMakerCreateTrainingJob(
-            self,
-            construct_id,
-            training_job_name=sfn.JsonPath.format(
-                f"{cfg.prefix}-{job_suffix}-{{}}", sfn.JsonPath.string_at("$.run.runId")
-            ),
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            role=self.training_role,
-            algorithm_specification=tasks.AlgorithmSpecification(
-                training_image=tasks.DockerImage.from_registry(image_uri),
-                training_input_mode=tasks.InputMode.FILE,
-                metric_definitions=[
-                    tasks.MetricDefinition(name=name, regex=metric_regex(name))
-                    for name in METRICS[job_suffix]
-                ],
-            ),
-            hyperparameters=_hyperparameters(script, source_uri, cfg.region, hyperparameters),
-            input_data_config=channels,
-            output_data_config=tasks.OutputDataConfig(
-                s3_output_location=_StateS3Uri("$.run.outputUri")
-            ),
-            resource_config=tasks.ResourceConfig(
-                instance_count=1,
-                instance_type=ec2.InstanceType(instance_type),
-                volume_size=Size.gibibytes(cfg.training.volume_size_gb),
-            ),
-            stopping_condition=tasks.StoppingCondition(
-                max_runtime=Duration.minutes(cfg.training.max_runtime_minutes)
-            ),
-            result_selector={
-                "jobName": sfn.JsonPath.string_at("$.TrainingJobName"),
-                "modelDataUrl": sfn.JsonPath.string_at("$.ModelArtifacts.S3ModelArtifacts"),
-            },
-            result_path=result_path,
-        )
 
     def _invoke(
         self, construct_id: str, function: str, payload: Mapping[str, Any], result_path: str
@@ -377,313 +283,9 @@ class TrainingPipeline(Construct):
             retry_on_service_exceptions=True,
         )
 
-    def _functions(
-        self,
-        cfg: EnvironmentConfig,
-        artifacts_bucket: s3.IBucket,
-        tables: Mapping[str, dynamodb.ITable],
-        serving_stack_name: str,
-        deploy_role: Optional[iam.IRole],
-    ) -> dict[str, RecsysFunction]:
-        stack = Stack.of(self)
-        bucket_env = {gate.ENV_ARTIFACTS_BUCKET: artifacts_bucket.bucket_name}
-        table_env = {
-            contracts.ENV_USERS_TABLE: tables[contracts.USERS.logical_name].table_name,
-            contracts.ENV_ITEMS_TABLE: tables[contracts.ITEMS.logical_name].table_name,
-            contracts.ENV_BATCH_TABLE: tables[
-                contracts.BATCH_RECOMMENDATIONS.logical_name
-            ].table_name,
-        }
-
-        def make(
-            name: str, handler: str, description: str, env: dict, memory: int
-        ) -> RecsysFunction:
-            return RecsysFunction(
-                self,
-                f"{name.capitalize()}Function",
-                cfg=cfg,
-                spec=FunctionSpec(
-                    name=f"pipeline-{name}",
-                    handler=handler,
-                    description=f"{cfg.prefix} training pipeline: {description}",
-                    timeout_s=PIPELINE_LAMBDA_TIMEOUT_S,
-                    memory_mb=memory,
-                ),
-                environment=env,
-            )
-
-        functions = {
-            "gate": make(
-                "gate",
-                "recsys_lambdas.pipeline.gate.handler",
-                "evaluation gate",
-                {**bucket_env, gate.ENV_NDCG_TOLERANCE: f"{cfg.training.ndcg_tolerance:g}"},
-                256,
-            ),
-            "load": make(
-                "load",
-                "recsys_lambdas.pipeline.load.handler",
-                "load batch output into DynamoDB",
-                {**bucket_env, **table_env},
-                1024,
-            ),
-            "promote": make(
-                "promote",
-                "recsys_lambdas.pipeline.promote.handler",
-                "promote the model to serving",
-                {
-                    **bucket_env,
-                    promote.ENV_SERVING_STACK: serving_stack_name,
-                    promote.ENV_CFN_ROLE_ARN: deploy_role.role_arn if deploy_role else "",
-                },
-                256,
-            ),
-        }
-        models_objects = artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*")
-        for name in ("gate", "load"):
-            functions[name].role.add_to_policy(
-                iam.PolicyStatement(actions=["s3:GetObject"], resources=[models_objects])
-            )
-        serving_record = artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}serving.json")
-        functions["promote"].role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:PutObject"], resources=[serving_record])
-        )
-        functions["load"].role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "dynamodb:BatchGetItem",
-                    "dynamodb:BatchWriteItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                ],
-                resources=[
-                    tables[spec.logical_name].table_arn
-                    for spec in (contracts.USERS, contracts.ITEMS, contracts.BATCH_RECOMMENDATIONS)
-                ],
-            )
-        )
-        if serving_stack_name and deploy_role is not None:
-            stack_arn = stack.format_arn(
-                service="cloudformation", resource="stack", resource_name=f"{serving_stack_name}/*"
-            )
-            functions["promote"].role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["cloudformation:DescribeStacks", "cloudformation:UpdateStack"],
-                    resources=[stack_arn],
-                )
-            )
-            functions["promote"].role.add_to_policy(
-                iam.PolicyStatement(actions=["iam:PassRole"], resources=[deploy_role.role_arn])
-            )
-        return functions
-
-    def _training_role(
-        self,
-        cfg: EnvironmentConfig,
-        image_uri: str,
-        events_bucket: s3.IBucket,
-        artifacts_bucket: s3.IBucket,
-        source_object_arn: str,
-    ) -> iam.Role:
-        stack = Stack.of(self)
-        role = iam.Role(
-            self,
-            "TrainingRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"{cfg.prefix} SageMaker training jobs",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"],
-                resources=[
-                    events_bucket.arn_for_objects(f"{contracts.EVENTS_PREFIX}*"),
-                    events_bucket.arn_for_objects(f"{contracts.ITEMS_PREFIX}*"),
-                    artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*"),
-                    source_object_arn,
-                ],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject"],
-                resources=[artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*")],
-            )
-        )
-        for bucket, prefixes in (
-            (events_bucket, [contracts.EVENTS_PREFIX, contracts.ITEMS_PREFIX]),
-            (artifacts_bucket, [contracts.MODELS_PREFIX]),
-        ):
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["s3:ListBucket"],
-                    resources=[bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
-                )
-            )
-        grant_image_pull(role, image_uri)
-        log_group_arn = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name="/aws/sagemaker/TrainingJobs",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        self._training_log_streams = f"{log_group_arn}:log-stream:{cfg.prefix}-*"
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group_arn, self._training_log_streams],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={
-                    "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
-                },
-            )
-        )
-        return role
-
-    def _serving_deploy_role(
-        self, cfg: EnvironmentConfig, serving_stack_name: str, model_role_arn: str
-    ) -> iam.Role:
-        """The CloudFormation service role the promote step updates the serving stack with.
-
-        The promote Lambda may only pass this role; the role may only do what a model change
-        of the serving stack makes CloudFormation do.
-        """
-        stack = Stack.of(self)
-        role = iam.Role(
-            self,
-            "ServingDeployRole",
-            assumed_by=iam.ServicePrincipal("cloudformation.amazonaws.com"),
-            description=f"{cfg.prefix}: CloudFormation updates of {serving_stack_name} on promotion",
-        )
-
-        def arn(resource: str, name: str) -> str:
-            return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
-
-        endpoint = arn("endpoint", cfg.endpoint_name.lower())
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "sagemaker:CreateModel",
-                    "sagemaker:DescribeModel",
-                    "sagemaker:DeleteModel",
-                    "sagemaker:CreateEndpointConfig",
-                    "sagemaker:DescribeEndpointConfig",
-                    "sagemaker:DeleteEndpointConfig",
-                    "sagemaker:AddTags",
-                    "sagemaker:ListTags",
-                ],
-                resources=[arn("model", "*"), arn("endpoint-config", "*")],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "sagemaker:CreateEndpoint",
-                    "sagemaker:UpdateEndpoint",
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:DeleteEndpoint",
-                    "sagemaker:AddTags",
-                    "sagemaker:ListTags",
-                ],
-                resources=[endpoint],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[model_role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            )
-        )
-        # First promotion creates the autoscaling target and policy (condition HasModel flips).
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "application-autoscaling:RegisterScalableTarget",
-                    "application-autoscaling:DeregisterScalableTarget",
-                    "application-autoscaling:DescribeScalableTargets",
-                    "application-autoscaling:PutScalingPolicy",
-                    "application-autoscaling:DeleteScalingPolicy",
-                    "application-autoscaling:DescribeScalingPolicies",
-                    "cloudwatch:DescribeAlarms",
-                ],
-                resources=["*"],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["iam:CreateServiceLinkedRole"],
-                resources=[
-                    f"arn:{stack.partition}:iam::{stack.account}:role/aws-service-role/"
-                    "sagemaker.application-autoscaling.amazonaws.com/"
-                    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
-                ],
-                conditions={
-                    "StringLike": {
-                        "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"
-                    }
-                },
-            )
-        )
-        # The CDK bootstrap version parameter (default qualifier) is re-resolved on every update.
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ssm:GetParameters"],
-                resources=[
-                    stack.format_arn(
-                        service="ssm",
-                        resource="parameter",
-                        resource_name="cdk-bootstrap/hnb659fds/version",
-                    )
-                ],
-            )
-        )
-        return role
-
-    def _acknowledge(
-        self,
-        stack: Stack,
-        events_bucket: s3.IBucket,
-        artifacts_bucket: s3.IBucket,
-        serving_stack_name: str,
-    ) -> None:
-        """Record the wildcard findings AWS makes unavoidable here, each with its reason."""
-        role = self.training_role
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
-            "permissions; PutMetricData is limited to SageMaker's namespace by a condition.",
-        )
-        for bucket, prefix, why in (
-            (events_bucket, contracts.EVENTS_PREFIX, "reads the event log Firehose writes"),
-            (events_bucket, contracts.ITEMS_PREFIX, "reads the item catalogue files"),
-            (artifacts_bucket, contracts.MODELS_PREFIX, "writes its model and reads job 1's"),
-        ):
-            acknowledge(
-                role,
-                finding("AwsSolutions-IAM5", bucket.arn_for_objects(f"{prefix}*"), stack),
-                f"Training {why}; object names are generated, access is limited to {prefix}.",
-            )
-        acknowledge(
-            role,
-            finding("AwsSolutions-IAM5", self._training_log_streams, stack),
-            "SageMaker names a training job's log streams <job name>/algo-N-<time>; the jobs of "
-            "this deployment start with its prefix.",
-        )
-        models = artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*")
-        for name in ("gate", "load"):
-            acknowledge(
-                self.functions[name].role,
-                finding("AwsSolutions-IAM5", models, stack),
-                "Reads the training output of the run (models/<job>/output/*.tar.gz) and the "
-                "serving record; read-only, limited to the models/ prefix.",
-            )
+    def _acknowledge(self, stack: Stack) -> None:
+        """Record the wildcard findings the Step Functions integrations add to the state
+        machine's role, each with its reason."""
         sm_role = self.state_machine.role
         acknowledge(
             sm_role,
@@ -707,37 +309,3 @@ class TrainingPipeline(Construct):
                 finding("AwsSolutions-IAM5", f"{function.function.function_arn}:*", stack),
                 "Invoke permission on the function's versions/aliases, added by LambdaInvoke.",
             )
-        if serving_stack_name:
-            acknowledge(
-                self.functions["promote"].role,
-                finding(
-                    "AwsSolutions-IAM5",
-                    stack.format_arn(
-                        service="cloudformation",
-                        resource="stack",
-                        resource_name=f"{serving_stack_name}/*",
-                    ),
-                    stack,
-                ),
-                "The serving stack's ARN ends in a stack id CloudFormation assigns; the name "
-                "part is exact.",
-            )
-        deploy = self.serving_deploy_role
-        if deploy is not None:
-            acknowledge(
-                deploy,
-                "AwsSolutions-IAM5[Resource::*]",
-                "Application Auto Scaling target/policy APIs and cloudwatch:DescribeAlarms "
-                "have no resource-level permissions.",
-            )
-            for resource in ("model", "endpoint-config"):
-                acknowledge(
-                    deploy,
-                    finding(
-                        "AwsSolutions-IAM5",
-                        stack.format_arn(service="sagemaker", resource=resource, resource_name="*"),
-                        stack,
-                    ),
-                    f"CloudFormation generates a new {resource} name on each promotion "
-                    "(replacement); the endpoint itself is scoped by name.",
-                )

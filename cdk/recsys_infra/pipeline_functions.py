@@ -1,0 +1,132 @@
+"""The training pipeline's Lambda steps (evaluation gate, batch load, promotion) and exactly the
+grants each needs; each function's cdk-nag acknowledgements sit beside its grants."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Optional
+
+from aws_cdk import Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+from recsys_lambdas import contracts
+from recsys_lambdas.pipeline import gate, promote
+
+from recsys_infra.config import EnvironmentConfig
+from recsys_infra.functions import FunctionSpec, RecsysFunction
+from recsys_infra.nag import acknowledge, finding
+
+PIPELINE_LAMBDA_TIMEOUT_S = 900  # loading a large catalogue into DynamoDB takes minutes
+
+
+def pipeline_functions(
+    scope: Construct,
+    cfg: EnvironmentConfig,
+    *,
+    artifacts_bucket: s3.IBucket,
+    tables: Mapping[str, dynamodb.ITable],
+    serving_stack_name: str,
+    deploy_role: Optional[iam.IRole],
+) -> dict[str, RecsysFunction]:
+    """``gate``, ``load`` and ``promote`` -> function construct, each with its own role."""
+    stack = Stack.of(scope)
+    bucket_env = {gate.ENV_ARTIFACTS_BUCKET: artifacts_bucket.bucket_name}
+    table_env = {
+        contracts.ENV_USERS_TABLE: tables[contracts.USERS.logical_name].table_name,
+        contracts.ENV_ITEMS_TABLE: tables[contracts.ITEMS.logical_name].table_name,
+        contracts.ENV_BATCH_TABLE: tables[contracts.BATCH_RECOMMENDATIONS.logical_name].table_name,
+    }
+
+    def make(name: str, handler: str, description: str, env: dict, memory: int) -> RecsysFunction:
+        return RecsysFunction(
+            scope,
+            f"{name.capitalize()}Function",
+            cfg=cfg,
+            spec=FunctionSpec(
+                name=f"pipeline-{name}",
+                handler=handler,
+                description=f"{cfg.prefix} training pipeline: {description}",
+                timeout_s=PIPELINE_LAMBDA_TIMEOUT_S,
+                memory_mb=memory,
+            ),
+            environment=env,
+        )
+
+    functions = {
+        "gate": make(
+            "gate",
+            "recsys_lambdas.pipeline.gate.handler",
+            "evaluation gate",
+            {**bucket_env, gate.ENV_NDCG_TOLERANCE: f"{cfg.training.ndcg_tolerance:g}"},
+            256,
+        ),
+        "load": make(
+            "load",
+            "recsys_lambdas.pipeline.load.handler",
+            "load batch output into DynamoDB",
+            {**bucket_env, **table_env},
+            1024,
+        ),
+        "promote": make(
+            "promote",
+            "recsys_lambdas.pipeline.promote.handler",
+            "promote the model to serving",
+            {
+                **bucket_env,
+                promote.ENV_SERVING_STACK: serving_stack_name,
+                promote.ENV_CFN_ROLE_ARN: deploy_role.role_arn if deploy_role else "",
+            },
+            256,
+        ),
+    }
+    models_objects = artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*")
+    for name in ("gate", "load"):
+        functions[name].role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[models_objects])
+        )
+        acknowledge(
+            functions[name].role,
+            finding("AwsSolutions-IAM5", models_objects, stack),
+            "Reads the training output of the run (models/<job>/output/*.tar.gz) and the "
+            "serving record; read-only, limited to the models/ prefix.",
+        )
+    serving_record = artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}serving.json")
+    functions["promote"].role.add_to_policy(
+        iam.PolicyStatement(actions=["s3:PutObject"], resources=[serving_record])
+    )
+    functions["load"].role.add_to_policy(
+        iam.PolicyStatement(
+            actions=[
+                "dynamodb:BatchGetItem",
+                "dynamodb:BatchWriteItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+            ],
+            resources=[
+                tables[spec.logical_name].table_arn
+                for spec in (contracts.USERS, contracts.ITEMS, contracts.BATCH_RECOMMENDATIONS)
+            ],
+        )
+    )
+    if serving_stack_name and deploy_role is not None:
+        stack_arn = stack.format_arn(
+            service="cloudformation", resource="stack", resource_name=f"{serving_stack_name}/*"
+        )
+        functions["promote"].role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudformation:DescribeStacks", "cloudformation:UpdateStack"],
+                resources=[stack_arn],
+            )
+        )
+        functions["promote"].role.add_to_policy(
+            iam.PolicyStatement(actions=["iam:PassRole"], resources=[deploy_role.role_arn])
+        )
+        acknowledge(
+            functions["promote"].role,
+            finding("AwsSolutions-IAM5", stack_arn, stack),
+            "The serving stack's ARN ends in a stack id CloudFormation assigns; the name "
+            "part is exact.",
+        )
+    return functions

@@ -1,0 +1,223 @@
+"""The training pipeline's two roles: the SageMaker training jobs' role and the CloudFormation
+service role the promote step updates the serving stack with. Each role's cdk-nag
+acknowledgements sit beside the grants they excuse."""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+from recsys_lambdas import contracts
+
+from recsys_infra.config import EnvironmentConfig
+from recsys_infra.images import grant_image_pull
+from recsys_infra.nag import acknowledge, finding
+
+
+def training_role(
+    scope: Construct,
+    cfg: EnvironmentConfig,
+    *,
+    image_uri: str,
+    events_bucket: s3.IBucket,
+    artifacts_bucket: s3.IBucket,
+    source_object_arn: str,
+) -> iam.Role:
+    """The role both training jobs run with: read the inputs, write under models/, pull the
+    image, write the jobs' logs and metrics."""
+    stack = Stack.of(scope)
+    role = iam.Role(
+        scope,
+        "TrainingRole",
+        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+        description=f"{cfg.prefix} SageMaker training jobs",
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["s3:GetObject"],
+            resources=[
+                events_bucket.arn_for_objects(f"{contracts.EVENTS_PREFIX}*"),
+                events_bucket.arn_for_objects(f"{contracts.ITEMS_PREFIX}*"),
+                artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*"),
+                source_object_arn,
+            ],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["s3:PutObject"],
+            resources=[artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*")],
+        )
+    )
+    for bucket, prefixes in (
+        (events_bucket, [contracts.EVENTS_PREFIX, contracts.ITEMS_PREFIX]),
+        (artifacts_bucket, [contracts.MODELS_PREFIX]),
+    ):
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
+            )
+        )
+    grant_image_pull(role, image_uri)
+    log_group_arn = stack.format_arn(
+        service="logs",
+        resource="log-group",
+        resource_name="/aws/sagemaker/TrainingJobs",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+    log_streams = f"{log_group_arn}:log-stream:{cfg.prefix}-*"
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group_arn, log_streams],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
+        )
+    )
+
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
+        "permissions; PutMetricData is limited to SageMaker's namespace by a condition.",
+    )
+    for bucket, prefix, why in (
+        (events_bucket, contracts.EVENTS_PREFIX, "reads the event log Firehose writes"),
+        (events_bucket, contracts.ITEMS_PREFIX, "reads the item catalogue files"),
+        (artifacts_bucket, contracts.MODELS_PREFIX, "writes its model and reads job 1's"),
+    ):
+        acknowledge(
+            role,
+            finding("AwsSolutions-IAM5", bucket.arn_for_objects(f"{prefix}*"), stack),
+            f"Training {why}; object names are generated, access is limited to {prefix}.",
+        )
+    acknowledge(
+        role,
+        finding("AwsSolutions-IAM5", log_streams, stack),
+        "SageMaker names a training job's log streams <job name>/algo-N-<time>; the jobs of "
+        "this deployment start with its prefix.",
+    )
+    return role
+
+
+def serving_deploy_role(
+    scope: Construct, cfg: EnvironmentConfig, *, serving_stack_name: str, model_role_arn: str
+) -> iam.Role:
+    """The CloudFormation service role the promote step updates the serving stack with.
+
+    The promote Lambda may only pass this role; the role may only do what a model change
+    of the serving stack makes CloudFormation do.
+    """
+    stack = Stack.of(scope)
+    role = iam.Role(
+        scope,
+        "ServingDeployRole",
+        assumed_by=iam.ServicePrincipal("cloudformation.amazonaws.com"),
+        description=f"{cfg.prefix}: CloudFormation updates of {serving_stack_name} on promotion",
+    )
+
+    def arn(resource: str, name: str) -> str:
+        return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
+
+    endpoint = arn("endpoint", cfg.endpoint_name.lower())
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=[
+                "sagemaker:CreateModel",
+                "sagemaker:DescribeModel",
+                "sagemaker:DeleteModel",
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:DeleteEndpointConfig",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            resources=[arn("model", "*"), arn("endpoint-config", "*")],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=[
+                "sagemaker:CreateEndpoint",
+                "sagemaker:UpdateEndpoint",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:DeleteEndpoint",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            resources=[endpoint],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["iam:PassRole"],
+            resources=[model_role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        )
+    )
+    # First promotion creates the autoscaling target and policy (condition HasModel flips).
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=[
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:DescribeScalableTargets",
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DeleteScalingPolicy",
+                "application-autoscaling:DescribeScalingPolicies",
+                "cloudwatch:DescribeAlarms",
+            ],
+            resources=["*"],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["iam:CreateServiceLinkedRole"],
+            resources=[
+                f"arn:{stack.partition}:iam::{stack.account}:role/aws-service-role/"
+                "sagemaker.application-autoscaling.amazonaws.com/"
+                "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+            ],
+            conditions={
+                "StringLike": {
+                    "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"
+                }
+            },
+        )
+    )
+    # The CDK bootstrap version parameter (default qualifier) is re-resolved on every update.
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["ssm:GetParameters"],
+            resources=[
+                stack.format_arn(
+                    service="ssm",
+                    resource="parameter",
+                    resource_name="cdk-bootstrap/hnb659fds/version",
+                )
+            ],
+        )
+    )
+
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "Application Auto Scaling target/policy APIs and cloudwatch:DescribeAlarms "
+        "have no resource-level permissions.",
+    )
+    for resource in ("model", "endpoint-config"):
+        acknowledge(
+            role,
+            finding("AwsSolutions-IAM5", arn(resource, "*"), stack),
+            f"CloudFormation generates a new {resource} name on each promotion "
+            "(replacement); the endpoint itself is scoped by name.",
+        )
+    return role
