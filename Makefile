@@ -35,7 +35,7 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check sagemaker lambdas cdk tests bench
+	$(BIN)/ruff check sagemaker lambdas cdk tools tests bench
 	$(BIN)/mypy
 
 demo: install

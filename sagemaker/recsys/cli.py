@@ -1,4 +1,7 @@
-"""The ``recsys`` command line: ``data synth``, ``train``, ``evaluate``, ``local up``.
+"""The ML commands of ``recsys``: ``data synth``, ``train``, ``evaluate``.
+
+``python -m recsys`` runs these alone. The ``recsys`` console script is ``recsys_tools.cli``, which
+adds the ``local`` and ``deploy`` groups; this package imports nothing AWS-facing or dev-only.
 
 Errors in the input are one line on stderr and a non-zero exit, never a traceback.
 """
@@ -88,6 +91,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ML commands; each subcommand sets ``func`` (parsed args -> exit status)."""
     parser = argparse.ArgumentParser(prog="recsys", description="Two-stage recommendation and search.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -115,19 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", metavar="NAME=VALUE", help="a hyperparameter, repeatable")
     ev.set_defaults(func=cmd_evaluate)
 
-    try:
-        from .local.cli import add_parser as add_local
-    except ImportError:
-        add_local = None
-    if add_local is not None:
-        add_local(sub)
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the exit status.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+        parser: the parser to use (default :func:`build_parser`); ``recsys_tools.cli`` passes one
+            with its own command groups added, whose ``func`` defaults are run the same way.
+    """
     from .data import DataError
 
-    parser = build_parser()
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -6,10 +6,10 @@ import time
 
 import boto3
 import pytest
-from recsys.local import aws as local_aws
-from recsys.local.ports import bind_listener
-from recsys.local.processes import ChildFailed, group_members
 from recsys_lambdas import contracts
+from recsys_tools.local import aws as local_aws
+from recsys_tools.local.ports import bind_listener
+from recsys_tools.local.processes import ChildFailed, group_members
 
 from .conftest import listening, wait_until
 

@@ -18,7 +18,7 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from recsys.local.ports import bind_listener, free_port
+from recsys_tools.local.ports import bind_listener, free_port
 
 from .conftest import alive, child_env, listening, python, wait_until
 
@@ -54,7 +54,7 @@ def start_endpoint(tmp_path, port: int, workers: int = 2, weights: bool = True) 
     if weights:
         (tmp_path / "model" / "weights.json").write_text(json.dumps({"answer": 42}))
     return subprocess.Popen(
-        [python(), "-m", "recsys.local.endpoint", "--model-dir", str(tmp_path / "model"),
+        [python(), "-m", "recsys_tools.local.endpoint", "--model-dir", str(tmp_path / "model"),
          "--inference", str(tmp_path / "code" / "inference.py"), "--port", str(port),
          "--workers", str(workers), "--name", "test-endpoint"],
         env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -7,7 +7,8 @@ import json
 
 import pytest
 import requests
-from recsys.local.gateway import (
+from recsys_lambdas import routes
+from recsys_tools.local.gateway import (
     MAX_BODY_BYTES,
     Gateway,
     GatewayServer,
@@ -16,8 +17,7 @@ from recsys.local.gateway import (
     match_route,
     proxy_response_to_http,
 )
-from recsys.local.ports import bind_listener
-from recsys_lambdas import routes
+from recsys_tools.local.ports import bind_listener
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,9 @@ from typing import Optional
 import boto3
 import pytest
 import requests
-from recsys.local.ports import free_port
-from recsys.local.processes import group_members
-from recsys.local.training import CODE_VERSION_ENV
+from recsys_tools.local.ports import free_port
+from recsys_tools.local.processes import group_members
+from recsys_tools.local.training import CODE_VERSION_ENV
 
 from .conftest import REPO, alive, child_env, listening, python, wait_until
 
@@ -33,7 +33,7 @@ START_TIMEOUT_S = 420  # first start trains; generous for a loaded CI machine
 
 
 class StackProcess:
-    """``python -m recsys.local up`` as a child, its output in a log file."""
+    """``python -m recsys_tools.local up`` as a child, its output in a log file."""
 
     def __init__(self, work_dir: Path, port: int, log_name: str, *extra: str) -> None:
         self.work_dir = work_dir
@@ -42,7 +42,7 @@ class StackProcess:
         self.log_path = work_dir.parent / f"{work_dir.name}-{log_name}.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [python(), "-m", "recsys.local", "up", "--port", str(port), "--work-dir", str(work_dir),
+            [python(), "-m", "recsys_tools.local", "up", "--port", str(port), "--work-dir", str(work_dir),
              *SMALL_DATA, *extra],
             env={**child_env(), CODE_VERSION_ENV: "e2e"}, cwd=str(REPO), stdout=self.log,
             stderr=subprocess.STDOUT, start_new_session=True)
@@ -260,7 +260,7 @@ def test_endpoint_serves_the_real_model_from_two_worker_processes(stack):
 def test_guided_tour_shows_real_answers_and_an_event_changing_the_next_one(stack, batch):
     from types import SimpleNamespace
 
-    from recsys.local.tour import run_tour
+    from recsys_tools.local.tour import run_tour
 
     lines: list = []
     fake_stack = SimpleNamespace(
@@ -330,7 +330,7 @@ def test_sigint_stops_everything_restart_reuses_the_model_and_a_taken_port_is_re
         # A third one on the taken port: one clear line, non-zero exit, nothing started.
         started = time.monotonic()
         third = subprocess.run(
-            [python(), "-m", "recsys.local", "up", "--port", str(again.port),
+            [python(), "-m", "recsys_tools.local", "up", "--port", str(again.port),
              "--work-dir", str(stack["work_dir"])],
             env=child_env(), cwd=str(REPO), capture_output=True, text=True, timeout=120)
         assert third.returncode == 2

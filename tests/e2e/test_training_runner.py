@@ -6,8 +6,8 @@ import json
 import tarfile
 
 import pytest
-from recsys.local import training
-from recsys.local.training import TrainingFailed, TrainingInputs
+from recsys_tools.local import training
+from recsys_tools.local.training import TrainingFailed, TrainingInputs
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +95,7 @@ def test_model_archive_round_trip_and_unsafe_members_refused(tmp_path):
 
 
 def test_given_model_archive_is_extracted_and_its_batch_outputs_found(tmp_path):
-    from recsys.local.stack import LocalStack, StackOptions
+    from recsys_tools.local.stack import LocalStack, StackOptions
 
     job = tmp_path / "job"
     (job / "model").mkdir(parents=True)

@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from recsys.local.ports import free_port
+from recsys_tools.local.ports import free_port
 
 from ..test_local_stack import StackProcess
 

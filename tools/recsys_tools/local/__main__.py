@@ -1,10 +1,10 @@
-"""``python -m recsys.local up ...``: the same as ``recsys local up ...``."""
+"""``python -m recsys_tools.local up ...``: the same as ``recsys local up ...``."""
 
 from __future__ import annotations
 
 import sys
 
-from recsys.local.cli import main
+from recsys_tools.local.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from recsys.local.processes import Child, python_child_env
+from recsys_tools.local.processes import Child, python_child_env
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -55,7 +55,7 @@ def spawn_moto(host: str = "127.0.0.1", port: int = 0, echo: bool = True) -> Chi
     """Start moto's server as a child process group (returns at once; see :func:`wait_moto`)."""
     return Child(
         "aws",
-        [sys.executable, "-m", "recsys.local.motoserver", "--host", host, "--port", str(port)],
+        [sys.executable, "-m", "recsys_tools.local.motoserver", "--host", host, "--port", str(port)],
         env=python_child_env(FAKE_CREDENTIALS),
         echo=echo,
     ).start()

@@ -1,7 +1,7 @@
 """``recsys local up``: the command line of the local stack.
 
-``recsys.cli`` registers the ``local`` group with :func:`add_parser`; ``python -m recsys.local``
-runs the same commands through :func:`main`.
+``recsys_tools.cli`` (the ``recsys`` console script) registers the ``local`` group with
+:func:`add_parser`; ``python -m recsys_tools.local`` runs the same commands through :func:`main`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Optional
 
-from recsys.local.stack import DEFAULT_PORT, StackOptions
+from recsys_tools.local.stack import DEFAULT_PORT, StackOptions
 
 
 class Shutdown(BaseException):
@@ -113,7 +113,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> StackOptions:
     """:class:`StackOptions` from parsed ``recsys local up`` arguments."""
-    from recsys.local.stack import default_work_dir
+    from recsys_tools.local.stack import default_work_dir
 
     return StackOptions(
         host=args.host, port=args.port, endpoint_port=args.endpoint_port, aws_port=args.aws_port,
@@ -128,10 +128,10 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
 
 def run_up(args: argparse.Namespace) -> int:
     """Start the stack, serve until SIGINT/SIGTERM, stop everything; returns the exit status."""
-    from recsys.local.ports import PortInUse
-    from recsys.local.processes import ChildFailed
-    from recsys.local.stack import LocalStack, StackError
-    from recsys.local.training import TrainingFailed
+    from recsys_tools.local.ports import PortInUse
+    from recsys_tools.local.processes import ChildFailed
+    from recsys_tools.local.stack import LocalStack, StackError
+    from recsys_tools.local.training import TrainingFailed
 
     options = options_from_args(args)
     stack = LocalStack(options)
@@ -150,11 +150,11 @@ def run_up(args: argparse.Namespace) -> int:
         stack.start()
         stack.say(f"\nThe local stack is up: {stack.gateway_url}  (Ctrl-C to stop)")
         if args.tour:
-            from recsys.local.tour import run_tour
+            from recsys_tools.local.tour import run_tour
 
             run_tour(stack)
         else:
-            from recsys.local.tour import print_try_it
+            from recsys_tools.local.tour import print_try_it
 
             print_try_it(stack)
         stack.say(f"READY {stack.gateway_url}")
@@ -186,13 +186,13 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m recsys.local ...``: the ``local`` command group on its own."""
-    parser = argparse.ArgumentParser(prog="python -m recsys.local")
+    """``python -m recsys_tools.local ...``: the ``local`` command group on its own."""
+    parser = argparse.ArgumentParser(prog="python -m recsys_tools.local")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     add_parser(subparsers)
     raw = list(sys.argv[1:] if argv is None else argv)
-    if raw and raw[0] != "local":  # `python -m recsys.local up` as well as `... local up`
+    if raw and raw[0] != "local":  # `python -m recsys_tools.local up` as well as `... local up`
         raw = ["local", *raw]
     args = parser.parse_args(raw)
     return int(args.func(args))

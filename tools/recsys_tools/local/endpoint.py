@@ -1,6 +1,6 @@
 """A local SageMaker-compatible endpoint: ``inference.py`` served by worker processes on one port.
 
-Run by the stack as ``python -m recsys.local.endpoint --model-dir DIR --port N --workers 2``.
+Run by the stack as ``python -m recsys_tools.local.endpoint --model-dir DIR --port N --workers 2``.
 
 * The master binds the socket, then forks the workers (before it starts any thread) and
   supervises them: a worker that dies is replaced, as SageMaker replaces an unhealthy instance.
@@ -35,8 +35,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Optional
 
-from recsys.local.ports import PortInUse, bind_listener
-from recsys.local.processes import READY_PREFIX, die_with_parent
+from recsys_tools.local.ports import PortInUse, bind_listener
+from recsys_tools.local.processes import READY_PREFIX, die_with_parent
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
 DEFAULT_ACCEPT = "application/json"
@@ -322,7 +322,7 @@ def _describe_status(status: int) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Serve until SIGTERM/SIGINT; 2 if the port is taken, 1 if the model does not load."""
-    parser = argparse.ArgumentParser(prog="python -m recsys.local.endpoint")
+    parser = argparse.ArgumentParser(prog="python -m recsys_tools.local.endpoint")
     parser.add_argument("--model-dir", required=True, help="the extracted model (SM_MODEL_DIR)")
     parser.add_argument("--inference", default=None,
                         help="inference script (default: sagemaker/inference.py)")

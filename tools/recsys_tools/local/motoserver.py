@@ -1,6 +1,6 @@
 """The embedded AWS as a child process: moto's server on a loopback port.
 
-Run by the stack as ``python -m recsys.local.motoserver --port N``; prints ``READY port=N`` once
+Run by the stack as ``python -m recsys_tools.local.motoserver --port N``; prints ``READY port=N`` once
 it accepts connections and serves until SIGTERM/SIGINT (or until the stack dies).
 """
 
@@ -13,8 +13,8 @@ import sys
 import threading
 from typing import Any, Optional
 
-from recsys.local.ports import PortInUse, bind_listener
-from recsys.local.processes import READY_PREFIX, die_with_parent
+from recsys_tools.local.ports import PortInUse, bind_listener
+from recsys_tools.local.processes import READY_PREFIX, die_with_parent
 
 
 def cheap_transaction_backups() -> None:
@@ -80,7 +80,7 @@ def cheap_transaction_backups() -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Serve moto on ``--host:--port`` until signalled; 2 if the port is taken."""
-    parser = argparse.ArgumentParser(prog="python -m recsys.local.motoserver")
+    parser = argparse.ArgumentParser(prog="python -m recsys_tools.local.motoserver")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port")
     args = parser.parse_args(argv)

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
-from recsys.local import aws as local_aws
-from recsys.local.ports import bind_listener, check_free
-from recsys.local.processes import Child, group_members, python_child_env
-from recsys.local.training import (
+from recsys_tools.local import aws as local_aws
+from recsys_tools.local.ports import bind_listener, check_free
+from recsys_tools.local.processes import Child, group_members, python_child_env
+from recsys_tools.local.training import (
     TrainedModel,
     TrainingInputs,
     extract_tarball,
@@ -377,7 +377,7 @@ class LocalStack:
 
     def _spawn_endpoint(self, model: TrainedModel) -> None:
         o = self.options
-        argv = [sys.executable, "-m", "recsys.local.endpoint", "--model-dir", str(model.model_dir),
+        argv = [sys.executable, "-m", "recsys_tools.local.endpoint", "--model-dir", str(model.model_dir),
                 "--host", o.host, "--port", str(o.endpoint_port), "--workers", str(o.workers),
                 "--name", ENDPOINT_NAME]
         if o.inference is not None:
@@ -430,7 +430,7 @@ class LocalStack:
     def _start_gateway(self) -> None:
         from recsys_lambdas import routes
 
-        from recsys.local.gateway import Gateway, GatewayServer
+        from recsys_tools.local.gateway import Gateway, GatewayServer
 
         started = time.monotonic()
         # The handlers read their configuration from the environment, as in Lambda, and build

@@ -11,7 +11,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
-    from recsys.local.stack import LocalStack
+    from recsys_tools.local.stack import LocalStack
 
 
 def call(base_url: str, method: str, path: str, body: Optional[dict[str, Any]] = None,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
-from recsys.local.processes import Child, ChildFailed, python_child_env
+from recsys_tools.local.processes import Child, ChildFailed, python_child_env
 
 STAMP_FILE = "stamp.json"
 FetchChannel = Callable[[str, Path], None]  # (channel name, destination folder)
@@ -79,7 +79,7 @@ CODE_VERSION_ENV = "RECSYS_LOCAL_CODE_VERSION"
 
 
 def code_version() -> str:
-    """A hash of the training code: the ``recsys`` package (but this local stack) and entry points.
+    """A hash of the training code: the ``recsys`` package and the entry points.
 
     ``RECSYS_LOCAL_CODE_VERSION`` overrides it (tests pin it while others edit the tree).
     """
@@ -87,7 +87,7 @@ def code_version() -> str:
     if pinned:
         return pinned
     root = sagemaker_dir()
-    files = sorted(p for p in (root / "recsys").rglob("*.py") if "local" not in p.relative_to(root / "recsys").parts)
+    files = sorted((root / "recsys").rglob("*.py"))
     files += sorted(root.glob("train_*.py"))
     h = hashlib.sha256()
     for path in files:
