@@ -1,7 +1,8 @@
 """The offline pipeline: a Step Functions state machine that trains (two SageMaker training jobs),
 gates, loads the batch output into DynamoDB and promotes the model; scheduled by EventBridge.
 
-    PrepareRun -> TrainRetrieval (job 1) -> TrainRanker (job 2, job 1's model as channel
+    PrepareRun -> ListEvents -> ListItems -> [an empty prefix: NoEvents / NoItems (Fail)]
+    -> TrainRetrieval (job 1, retried with backoff on quota and throttling errors) -> TrainRanker (job 2, job 1's model as channel
     "retrieval") -> EvaluationGate -> [not better: KeptServingModel]
     -> LoadBatchOutput -> Promote -> (WaitForRollout -> CheckPromotion)* -> Promoted
     any error -> PipelineFailed (Fail) -> alarm on ExecutionsFailed / ExecutionsTimedOut
@@ -13,6 +14,7 @@ Lambda steps (``pipeline_functions``) are built in their own modules.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from aws_cdk import Duration, Stack
@@ -39,6 +41,35 @@ from recsys_infra.pipeline_roles import serving_deploy_role, training_role
 from recsys_infra.training_jobs import s3_channel, training_job
 
 ROLLOUT_POLL_S = 60
+# SageMaker refuses CreateTrainingJob while the account's instance quota is in use (another run,
+# another team) or when its API throttles: wait and retry with jittered exponential backoff,
+# about 45 minutes in all, before the run fails.
+CAPACITY_ERRORS = (
+    "SageMaker.ResourceLimitExceededException",
+    "SageMaker.ResourceInUseException",
+    "SageMaker.AmazonSageMakerException",  # ThrottlingException ("Rate exceeded") arrives as this
+    "SageMaker.ThrottlingException",
+)
+
+
+@dataclass(frozen=True)
+class InputChecks:
+    """The first and the deciding state of the input checks."""
+
+    start: tasks.CallAwsService
+    check: sfn.Choice
+
+
+def add_capacity_retry(job: tasks.SageMakerCreateTrainingJob) -> None:
+    """Retry a training job's creation on quota and throttling errors, with backoff."""
+    job.add_retry(
+        errors=list(CAPACITY_ERRORS),
+        interval=Duration.seconds(60),
+        backoff_rate=2.0,
+        max_attempts=6,
+        max_delay=Duration.minutes(15),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
 
 
 class TrainingPipeline(Construct):
@@ -208,9 +239,11 @@ class TrainingPipeline(Construct):
         ):
             task.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
 
-        definition = (
-            prepare.next(train_retrieval)
-            .next(train_ranker)
+        for job in (train_retrieval, train_ranker):
+            add_capacity_retry(job)
+        inputs_present = self._input_checks(events_bucket, failed)
+        training = (
+            train_retrieval.next(train_ranker)
             .next(evaluation_gate)
             .next(
                 sfn.Choice(self, "Promote?")
@@ -221,6 +254,8 @@ class TrainingPipeline(Construct):
                 .otherwise(kept)
             )
         )
+        inputs_present.check.otherwise(training)
+        definition = prepare.next(inputs_present.start)
         log_group = logs.LogGroup(
             self,
             "Logs",
@@ -269,6 +304,53 @@ class TrainingPipeline(Construct):
         self._acknowledge(stack)
 
     # --- building blocks ------------------------------------------------------------------
+
+    def _input_checks(self, events_bucket: s3.IBucket, failed: sfn.Fail) -> InputChecks:
+        """List one object under events/ and items/ before any training job starts: an empty
+        prefix fails the run at once with a cause that says what to upload, instead of a
+        training job failing minutes later with SageMaker's "no S3 objects found"."""
+        listings = []
+        for name, prefix, what in (
+            ("Events", contracts.EVENTS_PREFIX, "the event log (Firehose writes it from POST /events)"),
+            ("Items", contracts.ITEMS_PREFIX, "the item catalogue (item_id,title[,category] CSV or JSON Lines)"),
+        ):
+            listing = tasks.CallAwsService(
+                self,
+                f"List{name}",
+                comment=f"Is there anything under s3://<events bucket>/{prefix}?",
+                service="s3",
+                action="listObjectsV2",
+                parameters={"Bucket": events_bucket.bucket_name, "Prefix": prefix, "MaxKeys": 1},
+                iam_action="s3:ListBucket",
+                iam_resources=[events_bucket.bucket_arn],
+                result_selector={"keyCount.$": "$.KeyCount"},
+                result_path=f"$.inputs.{name.lower()}",
+            )
+            listing.add_retry(
+                errors=["S3.S3Exception", "States.Timeout"],
+                interval=Duration.seconds(2),
+                backoff_rate=2.0,
+                max_attempts=3,
+            )
+            listing.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
+            listings.append((name, prefix, what, listing))
+        check = sfn.Choice(self, "InputsPresent?")
+        for name, prefix, what, _ in listings:
+            check.when(
+                sfn.Condition.number_equals(f"$.inputs.{name.lower()}.keyCount", 0),
+                sfn.Fail(
+                    self,
+                    f"No{name}",
+                    comment=f"Nothing under {prefix}: no training job was started.",
+                    error=f"No{name}",
+                    cause=(
+                        f"s3://{events_bucket.bucket_name}/{prefix} is empty: upload {what} "
+                        "and start the pipeline again; no training job was started."
+                    ),
+                ),
+            )
+        listings[0][3].next(listings[1][3]).next(check)
+        return InputChecks(start=listings[0][3], check=check)
 
     def _invoke(
         self, construct_id: str, function: str, payload: Mapping[str, Any], result_path: str

@@ -31,6 +31,8 @@ SERVING_TEMPLATE = {
 
 
 def get(state: dict, path: str):
+    if path == "$":
+        return state
     assert path.startswith("$."), path
     value = state
     for part in path[2:].split("."):
@@ -60,8 +62,10 @@ def payload(params: dict, state: dict) -> dict:
 def choose(choice: dict, state: dict) -> str:
     for rule in choice["Choices"]:
         value = get(state, rule["Variable"])
-        if ("BooleanEquals" in rule and value is rule["BooleanEquals"]) or (
-            "StringEquals" in rule and value == rule["StringEquals"]
+        if (
+            ("BooleanEquals" in rule and value is rule["BooleanEquals"])
+            or ("StringEquals" in rule and value == rule["StringEquals"])
+            or ("NumericEquals" in rule and value == rule["NumericEquals"])
         ):
             return rule["Next"]
     return choice["Default"]
@@ -80,6 +84,8 @@ def run(
             continue
         if st["Type"] == "Task":
             result = handlers[name](payload(st["Parameters"], state), None)
+            if "ResultSelector" in st:
+                result = payload(st["ResultSelector"], result)
             put(state, st["ResultPath"], result)
         name = st["Next"]
     raise AssertionError("the state machine did not finish")
@@ -198,3 +204,59 @@ def test_first_run_promotes_then_a_worse_model_is_kept_out(pipeline):
     assert end == "KeptServingModel"
     assert state["gate"]["promote"] is False and "worse" in state["gate"]["reason"]
     assert artifacts.read_serving_record(pipeline["s3"], BUCKET)["modelDataUrl"] == first
+
+
+def sdk_task(resource: str, bucket: str):
+    """An ``aws-sdk:s3:<action>`` task run with boto3 against moto (the bucket renamed)."""
+    action = resource.rsplit(":", 1)[1]
+    method = "".join("_" + c.lower() if c.isupper() else c for c in action)
+
+    def call(params: dict, _context) -> dict:
+        return getattr(boto3.client("s3"), method)(**{**params, "Bucket": bucket})
+
+    return call
+
+
+@pytest.mark.parametrize(
+    ("uploaded", "end"),
+    [
+        ((), "NoEvents"),
+        ((contracts.EVENTS_PREFIX,), "NoItems"),
+        ((contracts.ITEMS_PREFIX,), "NoEvents"),
+        ((contracts.EVENTS_PREFIX, contracts.ITEMS_PREFIX), "TrainRetrieval"),
+    ],
+)
+def test_an_empty_events_or_items_prefix_fails_before_any_training_job(pipeline, uploaded, end):
+    states = pipeline["states"]
+    assert states["PrepareRun"]["Next"] == "ListEvents"
+    events_bucket = "wiring-events"
+    pipeline["s3"].create_bucket(Bucket=events_bucket)
+    pipeline["s3"].put_object(Bucket=events_bucket, Key="elsewhere/x.csv", Body=b"x")
+    for prefix in uploaded:
+        pipeline["s3"].put_object(Bucket=events_bucket, Key=f"{prefix}2026/part-0", Body=b"x")
+    handlers = {
+        name: sdk_task(st["Resource"], events_bucket)
+        for name, st in states.items()
+        if ":states:::aws-sdk:s3:" in st.get("Resource", "")
+    }
+    assert set(handlers) == {"ListEvents", "ListItems"}
+    # stop where training would start: the interpreter knows no SageMaker
+    states = {**states, "TrainRetrieval": {"Type": "Succeed"}}
+    last, state = run(states, handlers, {}, start="ListEvents")
+    assert last == end, state
+    if end.startswith("No"):
+        fail = states[end]
+        assert fail["Type"] == "Fail" and fail["Error"] == end
+        assert "no training job was started" in fail["Cause"]
+
+
+def test_training_jobs_retry_with_backoff_on_quota_and_throttling(pipeline):
+    for name in ("TrainRetrieval", "TrainRanker"):
+        (retry,) = pipeline["states"][name]["Retry"]
+        assert "SageMaker.ResourceLimitExceededException" in retry["ErrorEquals"]
+        assert "SageMaker.AmazonSageMakerException" in retry["ErrorEquals"]
+        assert retry["BackoffRate"] >= 2 and retry["MaxAttempts"] >= 5
+        assert retry["JitterStrategy"] == "FULL"
+        # never retried: a job that ran and failed (States.TaskFailed) fails the run
+        assert "States.TaskFailed" not in retry["ErrorEquals"]
+        assert "States.ALL" not in retry["ErrorEquals"]
