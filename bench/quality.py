@@ -1,6 +1,6 @@
 """Quality benchmark: ``recsys evaluate`` and the peers (``bench.peers``) on the same events, one table.
 
-Both sides use the leave-last-out, full-ranking protocol of ARCHITECTURE.md; the project's numbers
+Both sides use the leave-last-out, full-ranking protocol of docs/ML.md; the project's numbers
 come from ``recsys.evaluate.run`` (what ``recsys evaluate`` prints), the peers' from the
 independent harness in ``bench.peers.protocol``. The two splits are computed separately from the
 same file; the table records each side's user count so a mismatch is visible.

@@ -1,4 +1,4 @@
-"""The evaluation protocol (see ARCHITECTURE.md): leave-last-out, full ranking, HR@K and NDCG@K.
+"""The evaluation protocol (docs/ML.md, "Evaluation protocol details"): leave-last-out, full ranking, HR@K and NDCG@K.
 
 Each user's events are sorted by time (ties keep file order); the last item is the target and
 everything before it is training data and the user's history; users with fewer than

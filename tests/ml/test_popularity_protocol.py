@@ -1,6 +1,6 @@
 """`recsys evaluate` against an independent, pure-Python implementation of the protocol.
 
-The protocol (docs: ARCHITECTURE.md, "Evaluation protocol"): sort each user's events by
+The protocol (docs/ML.md, "Evaluation protocol details"): sort each user's events by
 timestamp, ties keeping file order; the last item is the target, the rest is training data and
 the user's history; users with fewer than 3 events are dropped (their events are not training
 data); recommend K items not in the history; HR@K and NDCG@K (1 / log2(rank + 2), rank 0-based)

@@ -1,7 +1,7 @@
 """The evaluation gate: promote the new model only if it is not worse than the serving one.
 
 The comparison is on ``offline_metrics.two_stage["NDCG@10"]`` of the two manifests (same
-leave-last-out protocol, see ARCHITECTURE.md). A drop of at most ``tolerance`` still promotes,
+leave-last-out protocol, see docs/ML.md). A drop of at most ``tolerance`` still promotes,
 because retraining on fresh events is worth a tiny offline regression; with no serving model
 yet, any valid candidate is promoted.
 """
