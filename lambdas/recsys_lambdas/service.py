@@ -8,31 +8,29 @@ Degradation (``degraded: true``): when the endpoint errors, throttles, times out
 no endpoint is configured (batch mode), recommendations come from the user's row of the
 batch-recommendations table, topped up from the popular row, with the user's recent history and
 the request's filters applied. DynamoDB throttling past the retry budget is a 503.
+
+The event path (PutEvents) lives in :mod:`recsys_lambdas.events_path`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from recsys_lambdas import contracts, endpoint_client, events_log, feature_store
+from recsys_lambdas import contracts, endpoint_client, feature_store
 from recsys_lambdas.endpoint_client import EndpointUnavailable, Scored
 from recsys_lambdas.errors import (
     InvalidInput,
     ResourceNotFound,
     ServiceUnavailable,
 )
-from recsys_lambdas.settings import DEFAULT_NUM_RESULTS, IDEMPOTENCY_TTL_DAYS, Settings
+from recsys_lambdas.settings import DEFAULT_NUM_RESULTS, Settings
 
 FilterDict = Dict[str, List[str]]
 METADATA_COLUMNS = ("title", "category")
-MAX_HISTORY_TX_ATTEMPTS = 5
 
 
 def _no_metric(name: str, value: float = 1.0) -> None:
@@ -388,165 +386,3 @@ def degraded_search(deps: Deps, query: str, k: int, reason: str) -> Recommendati
     return Recommendations(items=[(i, round(matched[i] / len(words), 6)) for i in best],
                            model_version=rows[-1].model_version, degraded=True)
 
-
-# --- events -------------------------------------------------------------------------------
-
-
-@dataclass
-class EventOutcome:
-    event_id: str
-    status: str = "PENDING"  # ACCEPTED | DUPLICATE | FAILED
-    error_code: str = ""
-    error_message: str = ""
-
-    def to_json(self) -> Dict[str, str]:
-        out = {"eventId": self.event_id, "status": self.status}
-        if self.status == "FAILED":
-            out["errorCode"] = self.error_code
-            out["errorMessage"] = self.error_message
-        return out
-
-
-def derived_event_id(tracking_id: str, owner: str, session_id: str, event: Dict[str, Any]) -> str:
-    """A stable id for an event sent without ``eventId``, so a retried batch is still idempotent."""
-    canonical = json.dumps([tracking_id, owner, session_id, event], sort_keys=True, separators=(",", ":"))
-    return "h-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
-
-
-def idempotency_key(tracking_id: str, owner: str, event_id: str) -> str:
-    """Key of an accepted event in the idempotency table (hashed: the parts can be 256 chars each)."""
-    digest = hashlib.sha256("\x00".join((tracking_id, owner, event_id)).encode("utf-8")).hexdigest()
-    return f"putevents#{digest}"
-
-
-def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
-    """PutEvents: make each event durable (Firehose), then add it to the owner's recent history
-    and mark it accepted in one DynamoDB transaction.
-
-    Guarantees: an event is reported ACCEPTED only after both the log and the history hold it;
-    a retried request (same eventIds, or the same events without ids) adds nothing twice to the
-    history (the log is at-least-once: rows carry ``event_id`` for training to de-duplicate).
-
-    Raises:
-        ServiceUnavailable: one or more events FAILED; the body lists every event's outcome and
-            retrying the same request is safe.
-    """
-    settings = deps.settings
-    settings.require("users_table", "idempotency_table", "events_stream")
-    tracking_id = request["trackingId"]
-    session_id = request["sessionId"]
-    owner = request.get("userId") or session_id
-    events: List[Dict[str, Any]] = []
-    for raw in request["eventList"]:
-        event = dict(raw)
-        event.setdefault("eventId", derived_event_id(tracking_id, owner, session_id, raw))
-        events.append(event)
-    outcomes = [EventOutcome(e["eventId"]) for e in events]
-
-    first_pos: Dict[str, int] = {}
-    for pos, event in enumerate(events):
-        if event["eventId"] in first_pos:
-            outcomes[pos].status = "DUPLICATE"
-        else:
-            first_pos[event["eventId"]] = pos
-    keys = {pos: idempotency_key(tracking_id, owner, events[pos]["eventId"]) for pos in first_pos.values()}
-    table = settings.idempotency_table
-    found = feature_store.batch_get(deps.ddb, {table: [{"id": {"S": key}} for key in keys.values()]},
-                                    projection={table: "id"})[table]
-    done = {row["id"]["S"] for row in found}
-    todo = []
-    for pos, key in keys.items():
-        if key in done:
-            outcomes[pos].status = "DUPLICATE"
-        else:
-            todo.append(pos)
-    if todo:
-        now = deps.clock()
-        rows = [events_log.log_record(events[p], user_id=owner, session_id=session_id,
-                                      tracking_id=tracking_id, received_at=now) for p in todo]
-        errors = events_log.put_records(deps.firehose, settings.events_stream, rows, sleep=deps.sleep)
-        durable = []
-        for pos, error in zip(todo, errors):
-            if error:
-                outcomes[pos].status = "FAILED"
-                outcomes[pos].error_code = "EventLogUnavailable"
-                outcomes[pos].error_message = f"not written to the event log: {error}"[:500]
-            else:
-                durable.append(pos)
-        if durable:
-            _record_history(deps, owner, tracking_id, events, outcomes, durable, keys, now)
-    accepted = sum(o.status == "ACCEPTED" for o in outcomes)
-    failed = sum(o.status == "FAILED" for o in outcomes)
-    deps.metric("EventsAccepted", accepted)
-    deps.metric("EventsDuplicate", sum(o.status == "DUPLICATE" for o in outcomes))
-    if failed:
-        deps.metric("EventsFailed", failed)
-        raise ServiceUnavailable(
-            f"{failed} of {len(outcomes)} events were not recorded; retry the request (it is idempotent)",
-            retry_after_s=1,
-            extra={"eventResults": [o.to_json() for o in outcomes], "failedEventCount": failed})
-    return outcomes
-
-
-def _record_history(deps: Deps, owner: str, tracking_id: str, events: List[Dict[str, Any]],
-                    outcomes: List[EventOutcome], positions: List[int], keys: Dict[int, str],
-                    now: float) -> None:
-    """One TransactWriteItems per attempt: the merged history (conditional on its version) and an
-    idempotency record per event (conditional on not existing). All or nothing, so an event is in
-    the history iff it is marked accepted."""
-    settings = deps.settings
-    pending = list(positions)
-    expiration = str(int(now) + IDEMPOTENCY_TTL_DAYS * 86400)
-    deadline = time.monotonic() + 3.0
-    attempt = 0
-    while pending:
-        attempt += 1
-        before = feature_store.get_history(deps.ddb, settings.users_table, owner, consistent=True)
-        # millisecond resolution: DynamoDB numbers cannot hold a positive value below 1e-130
-        # (a schema-valid sentAt such as 5e-324 made every later read of the history fail)
-        items, stamps = feature_store.merge_history(
-            before.items, before.timestamps,
-            [(events[p]["itemId"], round(float(events[p]["sentAt"]), 3)) for p in pending])
-        tx = [feature_store.history_update(settings.users_table, owner, before, items, stamps, now)]
-        for p in pending:
-            tx.append({"Put": {
-                "TableName": settings.idempotency_table,
-                "Item": {"id": {"S": keys[p]}, "expiration": {"N": expiration},
-                         "eventId": {"S": events[p]["eventId"]}, "userId": {"S": owner},
-                         "trackingId": {"S": tracking_id}},
-                "ConditionExpression": "attribute_not_exists(id)"}})
-        def write(items: List[Dict[str, Any]] = tx) -> Any:
-            return deps.ddb.transact_write_items(TransactItems=items)
-
-        try:
-            feature_store.with_backoff(write, what=f"DynamoDB table {settings.users_table}", sleep=deps.sleep)
-            for p in pending:
-                outcomes[p].status = "ACCEPTED"
-            return
-        except ServiceUnavailable as exc:
-            _fail(outcomes, pending, "HistoryUnavailable", exc.message)
-            return
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                _fail(outcomes, pending, "HistoryUnavailable", str(exc))
-                return
-            reasons = exc.response.get("CancellationReasons") or []
-            # an idempotency record that now exists: a concurrent request accepted that event
-            for p, reason in zip(pending, reasons[1:]):
-                if reason.get("Code") == "ConditionalCheckFailed":
-                    outcomes[p].status = "DUPLICATE"
-            pending = [p for p in pending if outcomes[p].status != "DUPLICATE"]
-            if attempt >= MAX_HISTORY_TX_ATTEMPTS or time.monotonic() > deadline:
-                _fail(outcomes, pending, "HistoryConflict", "the user's history kept changing; retry")
-                return
-            deps.sleep(0.01 * attempt)
-        except BotoCoreError as exc:
-            _fail(outcomes, pending, "HistoryUnavailable", str(exc))
-            return
-
-
-def _fail(outcomes: List[EventOutcome], positions: List[int], code: str, message: str) -> None:
-    for p in positions:
-        outcomes[p].status = "FAILED"
-        outcomes[p].error_code = code
-        outcomes[p].error_message = message[:500]

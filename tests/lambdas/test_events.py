@@ -9,7 +9,7 @@ import api_support as sup
 import pytest
 from api_support import call
 from botocore.stub import ANY, Stubber
-from recsys_lambdas import aws, contracts, service
+from recsys_lambdas import aws, contracts, events_path, service
 
 
 def _events(items, start=1_700_000_000, prefix="e"):
@@ -183,7 +183,7 @@ def test_a_concurrent_writer_between_read_and_write_loses_nothing(api_world):
             ExpressionAttributeValues={":i": {"L": [{"S": "other"}, {"S": "c2"}]},
                                        ":t": {"L": [{"N": "1700000005"}, {"N": "1700000011"}]}, ":one": {"N": "1"}})
         world_ddb.put_item(TableName=sup.table(contracts.IDEMPOTENCY), Item={
-            "id": {"S": service.idempotency_key("trk", user, "c1-1")}, "expiration": {"N": "9999999999"}})
+            "id": {"S": events_path.idempotency_key("trk", user, "c1-1")}, "expiration": {"N": "9999999999"}})
         return None
 
     aws.client("dynamodb").meta.events.register_first("before-call.dynamodb.TransactWriteItems", other_writer)
@@ -211,7 +211,22 @@ def test_bad_events_are_400_naming_the_field(api_world, body, fragment):
 
 
 def test_idempotency_keys_are_bounded_in_size():
-    key = service.idempotency_key("t" * 256, "u" * 256, "e" * 256)
+    key = events_path.idempotency_key("t" * 256, "u" * 256, "e" * 256)
     assert len(key) < 100 and key.startswith("putevents#")
-    assert key != service.idempotency_key("t" * 256, "u" * 255, "e" * 256)
+    assert key != events_path.idempotency_key("t" * 256, "u" * 255, "e" * 256)
     _ = json  # used by other tests in this module
+
+
+def test_the_handler_delegates_to_the_event_path_module(api_world, monkeypatch):
+    """The event path is its own module (recsys_lambdas.events_path); the handler only shapes."""
+    seen = []
+
+    def fake(deps, body):
+        seen.append(body["trackingId"])
+        return [events_path.EventOutcome("x", status="ACCEPTED")]
+
+    monkeypatch.setattr(events_path, "put_events", fake)
+    r = _put("delegate-user", _events(["i1"], prefix="dg"), tracking="trk-delegate")
+    assert r.status == 200 and r.body["eventResults"] == [{"eventId": "x", "status": "ACCEPTED"}]
+    assert seen == ["trk-delegate"]
+    assert not hasattr(service, "put_events")

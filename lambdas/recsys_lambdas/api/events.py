@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from recsys_lambdas import service
+from recsys_lambdas import events_path
 from recsys_lambdas.api.common import deps, json_response, logger, make_app, metrics, tracer
 from recsys_lambdas.validation import parse_json_body, validate
 
@@ -19,7 +19,7 @@ app = make_app()
 def put_events() -> Response:
     body = validate("PutEventsRequest", parse_json_body(app.current_event.raw_event))
     d = deps()
-    outcomes = service.put_events(d, body)
+    outcomes = events_path.put_events(d, body)
     logger.info("PutEvents", extra={"events": len(outcomes),
                                     "accepted": sum(o.status == "ACCEPTED" for o in outcomes)})
     return json_response(200, {"eventResults": [o.to_json() for o in outcomes], "failedEventCount": 0})
