@@ -39,9 +39,17 @@ class EventOutcome:
         return out
 
 
-def derived_event_id(tracking_id: str, owner: str, session_id: str, event: Dict[str, Any]) -> str:
-    """A stable id for an event sent without ``eventId``, so a retried batch is still idempotent."""
-    canonical = json.dumps([tracking_id, owner, session_id, event], sort_keys=True, separators=(",", ":"))
+def derived_event_id(tracking_id: str, owner: str, session_id: str, position: int,
+                     event: Dict[str, Any]) -> str:
+    """A stable id for an event sent without ``eventId``: a hash of its content *and* its
+    position in ``eventList``.
+
+    A retry of the same request yields the same ids (so it is idempotent and training drops the
+    logged repeat), while two identical events in one request (a real repeat purchase) are two
+    events.
+    """
+    canonical = json.dumps([tracking_id, owner, session_id, position, event], sort_keys=True,
+                           separators=(",", ":"))
     return "h-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
@@ -69,9 +77,9 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
     session_id = request["sessionId"]
     owner = request.get("userId") or session_id
     events: List[Dict[str, Any]] = []
-    for raw in request["eventList"]:
+    for position, raw in enumerate(request["eventList"]):
         event = dict(raw)
-        event.setdefault("eventId", derived_event_id(tracking_id, owner, session_id, raw))
+        event.setdefault("eventId", derived_event_id(tracking_id, owner, session_id, position, raw))
         events.append(event)
     outcomes = [EventOutcome(e["eventId"]) for e in events]
 

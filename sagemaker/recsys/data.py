@@ -1,7 +1,9 @@
 """Loading the events and items contract (CSV with a header, or JSON Lines) into encoded arrays.
 
 Events: ``user_id``, ``item_id``, ``timestamp`` (Unix seconds or ISO-8601), optional ``event_type``,
-``session_id``, ``weight``. Items: ``item_id``, ``title``, optional ``category`` and any further
+``session_id``, ``weight`` and ``event_id``. The API's event log is at-least-once (a retried request
+can write a row again), so rows repeating an earlier row's ``(user_id, event_id)`` are dropped, the
+first kept, and counted in the report's ``duplicates``; rows without ``event_id`` are all kept. Items: ``item_id``, ``title``, optional ``category`` and any further
 attributes. Bad rows are counted, skipped and reported with examples; past ``max_bad_fraction``
 (default 1 %) loading fails with :class:`DataError`, and so does an empty or unreadable input.
 """
@@ -40,6 +42,7 @@ class LoadReport:
     source: str
     rows: int = 0
     bad_rows: int = 0
+    duplicates: int = 0  # rows dropped because an earlier row had the same (user_id, event_id)
     examples: List[str] = field(default_factory=list)
 
     def add_bad(self, where: str, reason: str) -> None:
@@ -53,7 +56,8 @@ class LoadReport:
         return self.bad_rows / total if total else 0.0
 
     def to_json(self) -> dict:
-        return {"source": self.source, "rows": self.rows, "bad_rows": self.bad_rows, "examples": self.examples}
+        return {"source": self.source, "rows": self.rows, "bad_rows": self.bad_rows,
+                "duplicates": self.duplicates, "examples": self.examples}
 
 
 @dataclass
@@ -210,6 +214,9 @@ def _check_threshold(report: LoadReport, kind: str, max_bad_fraction: float) -> 
 def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION) -> Events:
     """Load events from a file or a directory of files (e.g. a SageMaker channel).
 
+    Files are read in path order (the event log's keys sort by delivery time), rows in file order;
+    a row whose ``(user_id, event_id)`` was seen before is a duplicate: dropped, not a bad row.
+
     Raises:
         DataError: empty/unreadable input, missing columns, or too many bad rows.
     """
@@ -219,6 +226,7 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
     times: List[float] = []
     weights: List[float] = []
     types: List[str] = []
+    seen_ids: set = set()
     for file in _data_files(path):
         for where, row in _rows(file, EVENT_REQUIRED, report):
             user, item = _text(row, "user_id"), _text(row, "item_id")
@@ -244,6 +252,13 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
                 if not math.isfinite(weight) or weight < 0:
                     report.add_bad(where, f"weight {raw_weight!r} must be a finite number >= 0")
                     continue
+            event_id = _text(row, "event_id")
+            if event_id:
+                key = (user, event_id)
+                if key in seen_ids:
+                    report.duplicates += 1
+                    continue
+                seen_ids.add(key)
             users.append(user)
             items.append(item)
             times.append(ts)

@@ -98,6 +98,9 @@ def load_data(events_path, items_path=None, max_bad_fraction: float = data_mod.D
     for report in (events.report, items.report if items else None):
         if report is not None and report.bad_rows:
             log(f"[data] {report.source}: skipped {report.bad_rows} bad row(s), e.g. " + "; ".join(report.examples))
+    if events.report.duplicates:
+        log(f"[data] {events.report.source}: dropped {events.report.duplicates} duplicate event(s) "
+            "(same user_id and event_id as an earlier row: retries in the at-least-once event log)")
     log(f"[data] {summary['events']:,} events, {summary['users']:,} users, {summary['items']:,} items")
     return events, items, seqs, summary
 

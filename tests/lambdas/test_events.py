@@ -230,3 +230,54 @@ def test_the_handler_delegates_to_the_event_path_module(api_world, monkeypatch):
     assert r.status == 200 and r.body["eventResults"] == [{"eventId": "x", "status": "ACCEPTED"}]
     assert seen == ["trk-delegate"]
     assert not hasattr(service, "put_events")
+
+
+def test_identical_events_without_ids_in_one_request_are_two_events(api_world):
+    """Finding 6: a real repeat (the same item bought twice in one request) is not collapsed."""
+    event = {"eventType": "purchase", "itemId": "twice", "sentAt": 1_700_000_200}
+    r = _put("repeat-buyer", [event, dict(event)])
+    assert r.status == 200, r.body
+    ids = [e["eventId"] for e in r.body["eventResults"]]
+    assert [e["status"] for e in r.body["eventResults"]] == ["ACCEPTED", "ACCEPTED"] and ids[0] != ids[1]
+    assert _history(api_world, "repeat-buyer") == ["twice", "twice"]
+    retry = _put("repeat-buyer", [event, dict(event)])
+    assert [e["eventId"] for e in retry.body["eventResults"]] == ids  # same request, same ids
+    assert [e["status"] for e in retry.body["eventResults"]] == ["DUPLICATE", "DUPLICATE"]
+
+
+def test_a_retry_after_the_log_was_written_trains_one_interaction(api_world, monkeypatch, tmp_path):
+    """Finding 2: the log is at-least-once (Firehose took the rows, then the history write failed,
+    the client retried), and training de-duplicates on (owner, eventId), keeping the first row."""
+    from botocore.exceptions import ClientError
+    from recsys import data
+
+    monkeypatch.setattr("recsys_lambdas.feature_store.DYNAMODB_BUDGET_S", 0.05)
+    user = "retried-user"
+    same = {"eventType": "purchase", "itemId": "r-same", "sentAt": 1_700_000_300}
+    events = [{"eventId": "r-1", "eventType": "click", "itemId": "r-item", "sentAt": 1_700_000_299},
+              same, dict(same)]
+
+    def throttled(**_):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                          "TransactWriteItems")
+
+    ddb = aws.client("dynamodb")
+    ddb.meta.events.register_first("before-call.dynamodb.TransactWriteItems", throttled, unique_id="throttle")
+    first = _put(user, events)
+    ddb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="throttle")
+    assert first.status == 503 and first.body["failedEventCount"] == 3, first.body
+    assert {e["errorCode"] for e in first.body["eventResults"]} == {"HistoryUnavailable"}
+    retry = _put(user, events)
+    assert retry.status == 200 and [e["status"] for e in retry.body["eventResults"]] == ["ACCEPTED"] * 3
+    assert [e["eventId"] for e in retry.body["eventResults"]] == [e["eventId"] for e in first.body["eventResults"]]
+
+    logged = [row for row in api_world.logged_events() if row["user_id"] == user]
+    assert len(logged) == 6  # both attempts reached the log through Firehose
+    for n, obj in enumerate(api_world.s3.list_objects_v2(Bucket=sup.BUCKET)["Contents"]):
+        body = api_world.s3.get_object(Bucket=sup.BUCKET, Key=obj["Key"])["Body"].read()
+        (tmp_path / f"part-{n:04d}").write_bytes(body)
+    loaded = data.load_events(tmp_path)
+    mine = [(i, t) for u, i, t in zip(loaded.user_ids, loaded.item_ids, loaded.timestamps) if u == user]
+    assert sorted(mine) == [("r-item", 1_700_000_299.0), ("r-same", 1_700_000_300.0), ("r-same", 1_700_000_300.0)]
+    assert loaded.report.duplicates >= 3 and loaded.report.bad_rows == 0
+    assert loaded.report.to_json()["duplicates"] == loaded.report.duplicates

@@ -88,3 +88,31 @@ def test_encode_orders_by_time_and_keeps_file_order_on_ties(tmp_path):
     names = [[seqs.item_ids[i] for i in s] for s in seqs.items]
     assert seqs.user_ids == ["u1", "u2"]
     assert names == [["a", "c", "b"], ["a"]]
+
+
+def test_repeated_user_and_event_id_rows_are_dropped_keeping_the_first(tmp_path):
+    d = tmp_path / "log"
+    d.mkdir()
+    rows = [{"user_id": "u1", "item_id": "a", "timestamp": 1, "event_id": "e1"},
+            {"user_id": "u1", "item_id": "b", "timestamp": 2, "event_id": "e2"},
+            {"user_id": "u2", "item_id": "a", "timestamp": 3, "event_id": "e1"},  # another owner: kept
+            {"user_id": "u1", "item_id": "c", "timestamp": 4},  # no event id: kept
+            {"user_id": "u1", "item_id": "c", "timestamp": 4}]
+    write(d / "part-1", "\n".join(json.dumps(r) for r in rows))
+    retry = [{"user_id": "u1", "item_id": "a-late", "timestamp": 9, "event_id": "e1"}]  # a retried row
+    write(d / "part-2", json.dumps(retry[0]))
+    events = data.load_events(d)
+    assert list(zip(events.user_ids, events.item_ids)) == [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u1", "c"), ("u1", "c")]
+    assert events.report.duplicates == 1 and events.report.bad_rows == 0
+    assert events.report.to_json()["duplicates"] == 1
+
+
+def test_training_logs_how_many_duplicates_it_dropped(tmp_path):
+    from recsys import train
+
+    lines = [json.dumps({"user_id": "u1", "item_id": f"i{n}", "timestamp": n, "event_id": f"e{n}"}) for n in range(5)]
+    write(tmp_path / "e.jsonl", "\n".join(lines + lines[:2]))
+    said = []
+    events, _, _, summary = train.load_data(tmp_path / "e.jsonl", log=said.append)
+    assert len(events) == 5 and summary["events_report"]["duplicates"] == 2
+    assert any("dropped 2 duplicate event(s)" in line for line in said)
