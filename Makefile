@@ -9,9 +9,16 @@ PORT ?= 8080
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install install-bench lock test lint demo bench bench-quick synth fuzz soak clean
+.PHONY: install wheels install-bench lock test lint demo bench bench-quick synth fuzz soak clean
 
-install: $(STAMP)
+install: $(STAMP) wheels
+
+# The binary wheels the SageMaker code bundle ships (the image has no compiler, the jobs no
+# network), hash-checked against recsys_infra.container.WHEEL_LOCK; downloads only what is missing.
+# (RECSYS_WHEEL_CACHE moves the cache; synth and the tests read the same variable.)
+export RECSYS_WHEEL_CACHE ?= $(CURDIR)/.cache/wheels
+wheels: $(STAMP)
+	@$(BIN)/python -m recsys_infra.source_bundle $(RECSYS_WHEEL_CACHE)
 
 # constraints.txt pins every transitive dependency (fast, reproducible resolution); `make lock`
 # refreshes it from a working environment after a dependency change in pyproject.toml.
@@ -57,4 +64,4 @@ soak: install
 	SOAK_SECONDS=60 $(BIN)/python -m pytest tests/e2e -m soak
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache build *.egg-info
+	rm -rf $(VENV) cdk.out .pytest_cache build *.egg-info $(RECSYS_WHEEL_CACHE)

@@ -9,17 +9,32 @@ import os
 import tempfile
 from pathlib import Path
 
+from aws_cdk import Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from recsys_infra.config import REPO_ROOT, ConfigError
-from recsys_infra.source_bundle import build_source_tarball
+from recsys_infra.container import SKLEARN_IMAGE
+from recsys_infra.source_bundle import build_code_bundle
 
-SKLEARN_FRAMEWORK_VERSION = "1.9-0"  # matches scikit-learn 1.9.x in pyproject.toml
+SKLEARN_FRAMEWORK_VERSION = SKLEARN_IMAGE.framework_version
 SAGEMAKER_SOURCE_DIR = REPO_ROOT / "sagemaker"
 TRAINING_SCRIPTS = {"retrieval": "train_retrieval.py", "ranker": "train_ranker.py"}
 INFERENCE_SCRIPT = "inference.py"
+# Network isolation: the jobs get the code bundle as this input channel (as the SageMaker SDK
+# does), and the endpoint gets it inside model.tar.gz, under code/ (job 2 copies it there).
+CODE_CHANNEL = "code"
+CODE_CHANNEL_DIR = f"/opt/ml/input/data/{CODE_CHANNEL}"
+MODEL_CODE_DIR = "/opt/ml/model/code"
+# Where the bundle's wheels are cached (`make install` fills it; synth downloads only what is missing).
+WHEEL_CACHE_ENV = "RECSYS_WHEEL_CACHE"
+DEFAULT_WHEEL_CACHE = REPO_ROOT / ".cache" / "wheels"
+
+
+def wheel_cache() -> Path:
+    """The wheel cache folder (``$RECSYS_WHEEL_CACHE``, default ``.cache/wheels``)."""
+    return Path(os.environ.get(WHEEL_CACHE_ENV) or DEFAULT_WHEEL_CACHE)
 
 
 @functools.cache
@@ -97,18 +112,23 @@ def grant_image_pull(role: iam.IRole, image_uri: str) -> None:
 
 
 def source_tarball() -> Path:
-    """Build ``sourcedir.tar.gz`` of ``sagemaker/`` once per process (deterministic bytes)."""
+    """Build ``sourcedir.tar.gz`` for the framework image (deterministic bytes): ``sagemaker/``,
+    the image's Python's wheels from the lock and the offline ``requirements.txt``."""
     out_dir = Path(tempfile.gettempdir()) / f"recsys-sagemaker-source-{os.getpid()}"
-    return build_source_tarball(SAGEMAKER_SOURCE_DIR, out_dir / "sourcedir.tar.gz")
+    return build_code_bundle(SAGEMAKER_SOURCE_DIR, out_dir / "sourcedir.tar.gz",
+                             SKLEARN_IMAGE.python_version, wheel_cache())
 
 
 class SourceAsset(Construct):
-    """The ``sagemaker/`` tarball as a file asset, with its exact S3 URI and object ARN.
+    """The code bundle as a file asset, with its exact S3 URI and object ARN, and the path the
+    jobs find it at when it arrives as their ``code`` channel.
 
     Attributes:
         asset: The CDK file asset.
-        s3_uri: ``s3://bucket/key`` for ``sagemaker_submit_directory``.
+        s3_uri: ``s3://bucket/key`` of the bundle (the ``code`` channel's S3 prefix).
         object_arn: The ARN of that one object, to grant read on it and nothing else.
+        container_path: The bundle inside a training container
+            (``/opt/ml/input/data/code/<key name>``), for ``sagemaker_submit_directory``.
     """
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
@@ -116,3 +136,21 @@ class SourceAsset(Construct):
         self.asset = s3_assets.Asset(self, "Asset", path=str(source_tarball()))
         self.s3_uri = self.asset.s3_object_url
         self.object_arn = f"{self.asset.bucket.bucket_arn}/{self.asset.s3_object_key}"
+        key = self.asset.s3_object_key
+        if Token.is_unresolved(key):
+            raise ConfigError("the code bundle's S3 key is not known at synth; use a stack "
+                              "synthesizer with a fixed asset key")
+        self.container_path = f"{CODE_CHANNEL_DIR}/{key.rsplit('/', 1)[-1]}"
+
+    def grant_channel_read(self, role: iam.IRole) -> None:
+        """Let ``role`` read the bundle as an S3-prefix channel: list that one key, get it."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.object_arn])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.asset.bucket.bucket_arn],
+                conditions={"StringEquals": {"s3:prefix": self.asset.s3_object_key}},
+            )
+        )

@@ -33,7 +33,7 @@ from recsys_lambdas.pipeline import promote
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.images import (
     INFERENCE_SCRIPT,
-    SourceAsset,
+    MODEL_CODE_DIR,
     grant_image_pull,
     sklearn_image_uri,
 )
@@ -97,23 +97,24 @@ class Serving(Construct):
         )
 
         image_uri = sklearn_image_uri(cfg.region, "inference")
-        source = SourceAsset(self, "Source")
-        self.execution_role = self._execution_role(
-            cfg, image_uri, artifacts_bucket, source.object_arn
-        )
+        self.execution_role = self._execution_role(cfg, image_uri, artifacts_bucket)
 
         self.alarms = self._alarms(cfg, alarm_topic)
 
         model = sagemaker.CfnModel(
             self,
             "Model",
+        # Network-isolated: the container reaches nothing. Its code comes inside model.tar.gz
+        # (code/, copied there by training job 2 with the wheels it installed), so the model
+        # and its code are promoted together.
             execution_role_arn=self.execution_role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image_uri,
                 model_data_url=self.model_data_url.value_as_string,
+            enable_network_isolation=True,
                 environment={
                     "SAGEMAKER_PROGRAM": INFERENCE_SCRIPT,
-                    "SAGEMAKER_SUBMIT_DIRECTORY": source.s3_uri,
+                    "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
                     "SAGEMAKER_REGION": cfg.region,
                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                     "RECSYS_MODEL_VERSION": self.model_version.value_as_string,
@@ -196,7 +197,6 @@ class Serving(Construct):
         cfg: EnvironmentConfig,
         image_uri: str,
         artifacts_bucket: s3.IBucket,
-        source_object_arn: str,
     ) -> iam.Role:
         stack = Stack.of(self)
         role = iam.Role(
@@ -207,9 +207,7 @@ class Serving(Construct):
         )
         models_objects = artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*")
         role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=[models_objects, source_object_arn]
-            )
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[models_objects])
         )
         grant_image_pull(role, image_uri)
         log_group_arn = stack.format_arn(

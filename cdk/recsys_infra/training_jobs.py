@@ -1,7 +1,9 @@
 """The two SageMaker training jobs as Step Functions tasks: channels, hyperparameters, metrics.
 
 Both jobs run the scikit-learn framework image with the ``sagemaker/`` bundle; job 1 trains the
-retrieval model (embeddings, HNSW index, graphs), job 2 the ranker on job 1's model.
+retrieval model (embeddings, HNSW index, graphs), job 2 the ranker on job 1's model. Both run
+network-isolated: the bundle arrives as the ``code`` input channel (as the SageMaker SDK sends
+it) and installs its wheels offline.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from recsys_infra.config import EnvironmentConfig
+from recsys_infra.images import CODE_CHANNEL, SourceAsset
 
 # The METRIC lines the training scripts print (contracts.METRIC_LINE_FORMAT), per job.
 METRICS = {
@@ -51,17 +54,42 @@ class StateS3Uri(tasks.S3Location):
 
 def metric_regex(name: str) -> str:
     """The SageMaker metric regex for one ``METRIC name=value`` line."""
+class FixedS3Uri(tasks.S3Location):
+    """A fixed S3 URI, granting nothing (the role's grants are explicit)."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self._uri = uri
+
+    def bind(self, task, *, for_reading=None, for_writing=None) -> tasks.S3LocationConfig:
+        return tasks.S3LocationConfig(uri=self._uri)
+
+
+def code_channel(source: SourceAsset) -> tasks.Channel:
+    """The ``code`` channel: the bundle object, at ``source.container_path`` in the job."""
+    return tasks.Channel(
+        channel_name=CODE_CHANNEL,
+        data_source=tasks.DataSource(
+            s3_data_source=tasks.S3DataSource(
+                s3_location=FixedS3Uri(source.s3_uri),
+                s3_data_type=tasks.S3DataType.S3_PREFIX,
+                s3_data_distribution_type=tasks.S3DataDistributionType.FULLY_REPLICATED,
+            )
+        ),
+    )
+
+
     return "METRIC " + re.escape(name) + "=([-+0-9.eE]+)"
 
 
 def framework_hyperparameters(
-    script: str, source_uri: str, region: str, extra: Mapping[str, Any]
+    script: str, submit_directory: str, region: str, extra: Mapping[str, Any]
 ) -> dict:
     """Framework-container hyperparameters, JSON-encoded as the SageMaker SDK sends them."""
     values = {
         **dict(extra.items()),
         "sagemaker_program": script,
-        "sagemaker_submit_directory": source_uri,
+        "sagemaker_submit_directory": submit_directory,
         "sagemaker_region": region,
         "sagemaker_container_log_level": 20,
     }
@@ -90,7 +118,7 @@ def training_job(
     role: iam.IRole,
     job_suffix: str,
     script: str,
-    source_uri: str,
+    source: SourceAsset,
     image_uri: str,
     hyperparameters: Mapping[str, Any],
     channels: list[tasks.Channel],
@@ -99,10 +127,12 @@ def training_job(
     """One training job task (``.sync``: the state waits for the job to end).
 
     The job is named ``<prefix>-<job_suffix>-<runId>`` and writes under ``$.run.outputUri``; its
-    result is ``{jobName, modelDataUrl}`` at ``result_path``.
+    result is ``{jobName, modelDataUrl}`` at ``result_path``. It runs network-isolated with
+    ``source`` as its ``code`` channel (``role`` is granted read on that one object).
     """
     instance_type = cfg.training.instance_type.removeprefix("ml.")
     return tasks.SageMakerCreateTrainingJob(
+    source.grant_channel_read(role)
         scope,
         construct_id,
         training_job_name=sfn.JsonPath.format(
@@ -118,8 +148,11 @@ def training_job(
                 for name in METRICS[job_suffix]
             ],
         ),
-        hyperparameters=framework_hyperparameters(script, source_uri, cfg.region, hyperparameters),
-        input_data_config=channels,
+        hyperparameters=framework_hyperparameters(
+            script, source.container_path, cfg.region, hyperparameters
+        ),
+        input_data_config=[*channels, code_channel(source)],
+        enable_network_isolation=True,
         output_data_config=tasks.OutputDataConfig(
             s3_output_location=StateS3Uri("$.run.outputUri")
         ),

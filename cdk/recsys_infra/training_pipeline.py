@@ -152,7 +152,7 @@ class TrainingPipeline(Construct):
             role=self.training_role,
             job_suffix="retrieval",
             script=TRAINING_SCRIPTS["retrieval"],
-            source_uri=source.s3_uri,
+            source=source,
             image_uri=image_uri,
             hyperparameters=cfg.training.retrieval_hyperparameters,
             channels=[events_channel, items_channel],
@@ -165,7 +165,7 @@ class TrainingPipeline(Construct):
             role=self.training_role,
             job_suffix="ranker",
             script=TRAINING_SCRIPTS["ranker"],
-            source_uri=source.s3_uri,
+            source=source,
             image_uri=image_uri,
             hyperparameters=cfg.training.ranker_hyperparameters,
             channels=[

@@ -10,12 +10,13 @@ import tarfile
 import pytest
 from recsys_infra import images, openapi_models
 from recsys_infra.config import ConfigError
-from recsys_infra.source_bundle import build_source_tarball
+from recsys_infra.source_bundle import build_code_bundle, build_source_tarball
 
 
 def test_source_tarball_is_deterministic_and_holds_the_entry_points(tmp_path):
-    a = build_source_tarball(images.SAGEMAKER_SOURCE_DIR, tmp_path / "a.tar.gz")
-    b = build_source_tarball(images.SAGEMAKER_SOURCE_DIR, tmp_path / "b.tar.gz")
+    cache = images.wheel_cache()
+    a = build_code_bundle(images.SAGEMAKER_SOURCE_DIR, tmp_path / "a.tar.gz", "3.12", cache)
+    b = build_code_bundle(images.SAGEMAKER_SOURCE_DIR, tmp_path / "b.tar.gz", "3.12", cache)
     assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
     with tarfile.open(a, "r:gz") as tar:
         names = tar.getnames()

@@ -166,12 +166,8 @@ def test_model_runs_inference_py_from_the_packaged_sources_in_the_sklearn_image(
     )
     env = container["Environment"]
     assert env["SAGEMAKER_PROGRAM"] == "inference.py"
-    # the deterministic tar.gz of sagemaker/, published as a file asset (CDK keeps ".gz" only;
-    # the framework containers open it as a gzipped tar whatever its name)
-    assert re.fullmatch(
-        r"s3://cdk-[a-z0-9]+-assets-\$\{AWS::AccountId\}-us-east-1/[0-9a-f]{64}\.gz",
-        env["SAGEMAKER_SUBMIT_DIRECTORY"]["Fn::Sub"],
-    )
+    # the code training job 2 put inside model.tar.gz (test_container.py checks the isolation)
+    assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
 
 
 # --- training pipeline ----------------------------------------------------------------------
@@ -215,11 +211,10 @@ def test_state_machine_runs_both_training_jobs_in_order(training):
     assert json.loads(retrieval["HyperParameters"]["sagemaker_program"]) == "train_retrieval.py"
     assert json.loads(ranker["HyperParameters"]["sagemaker_program"]) == "train_ranker.py"
     for job in (retrieval, ranker):
-        # the deterministic tar.gz of sagemaker/ (account id rendered as TOKEN here)
+        # the deterministic tar.gz of sagemaker/, as the job's "code" channel (file asset;
+        # CDK keeps ".gz" only, the toolkit opens any gzipped tar)
         submit_dir = json.loads(job["HyperParameters"]["sagemaker_submit_directory"])
-        assert re.fullmatch(
-            r"s3://cdk-[a-z0-9]+-assets-TOKEN-us-east-1/[0-9a-f]{64}\.gz", submit_dir
-        )
+        assert re.fullmatch(r"/opt/ml/input/data/code/[0-9a-f]{64}\.gz", submit_dir)
         assert (
             "sagemaker-scikit-learn:1.9-0-cpu-py3" in job["AlgorithmSpecification"]["TrainingImage"]
         )
@@ -228,6 +223,7 @@ def test_state_machine_runs_both_training_jobs_in_order(training):
         contracts.TRAINING_CHANNEL_EVENTS,
         contracts.TRAINING_CHANNEL_ITEMS,
         contracts.TRAINING_CHANNEL_RETRIEVAL,
+        "code",
     }
     # job 2's "retrieval" channel is job 1's model artifact
     assert (
