@@ -10,13 +10,15 @@ from aws_cdk import Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 from recsys_lambdas import contracts, routes
 
 from recsys_infra.config import EnvironmentConfig
+from recsys_infra.encryption import READ, WRITE, grant_data_key
 from recsys_infra.functions import FunctionSpec, RecsysFunction, log_retention, removal_policy
-from recsys_infra.nag import acknowledge
+from recsys_infra.nag import LOG_GROUP_KMS_SKIP, acknowledge, checkov_skip
 from recsys_infra.openapi_models import load_openapi, operation_validation
 
 STAGE_NAME = "v1"
@@ -86,6 +88,7 @@ class Api(Construct):
             retention=log_retention(cfg),
             removal_policy=removal_policy(cfg),
         )
+        checkov_skip(access_logs, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
         api_key_required = cfg.api.auth == "iam+api_key"
         self.rest_api = apigw.RestApi(
             self,
@@ -122,20 +125,27 @@ class Api(Construct):
             ),
             disable_execute_api_endpoint=False,
         )
+        self._execution_logs(cfg)
         self._gateway_responses()
         self._routes()
         self.api_key: Optional[apigw.IApiKey] = None
         if api_key_required:
             self._usage_plan(cfg)
+        # API Gateway's invoke permissions already name the method's execute-api ARN (which
+        # holds the account); SourceAccount states the account for every permission too.
+        for construct in self.rest_api.node.find_all():
+            if isinstance(construct, lambda_.CfnPermission):
+                construct.source_account = stack.account
 
-        acknowledge(
-            self.rest_api,
-            "AwsSolutions-COG4",
-            "The API authorises every method with IAM (SigV4), the AWS-native choice for "
-            "service-to-service callers; a Cognito user pool authorizer is not needed.",
+        stage = self.rest_api.deployment_stage.node.default_child
+        checkov_skip(
+            stage,
+            "CKV_AWS_120",
+            "No API cache: answers are per user and change with each event the user sends; a "
+            "cache would serve stale or another caller's recommendations (and bills per hour).",
         )
         acknowledge(
-            self.rest_api,
+            stage,
             "AwsSolutions-APIG3",
             (
                 "Every method requires SigV4 (IAM) signatures and stage throttling applies; add "
@@ -143,7 +153,7 @@ class Api(Construct):
             ),
         )
         acknowledge(
-            self.rest_api,
+            self.rest_api.node.find_child("CloudWatchRole"),
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
             "AmazonAPIGatewayPushToCloudWatchLogs]",
             (
@@ -186,6 +196,26 @@ class Api(Construct):
                 service="sagemaker", resource="endpoint", resource_name=cfg.endpoint_name.lower()
             )
             allow("recommendations", ["sagemaker:InvokeEndpoint"], [endpoint_arn])
+        # With encryption: kms the tables are encrypted with the data key.
+        for function, actions in (("recommendations", READ), ("events", WRITE)):
+            if function in self.functions:
+                grant_data_key(
+                    self.functions[function].role, cfg, actions=actions, via=["dynamodb"]
+                )
+
+    def _execution_logs(self, cfg: EnvironmentConfig) -> None:
+        """Create the stage's execution log group (API Gateway names it
+        ``API-Gateway-Execution-Logs_<restApiId>/<stage>`` and would create it without a
+        retention period on the first error it logs) before the stage exists."""
+        group = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=f"API-Gateway-Execution-Logs_{self.rest_api.rest_api_id}/{STAGE_NAME}",
+            retention=log_retention(cfg),
+            removal_policy=removal_policy(cfg),
+        )
+        checkov_skip(group, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
+        self.rest_api.deployment_stage.node.add_dependency(group)
 
     def _gateway_responses(self) -> None:
         """Requests API Gateway rejects get the API's error shape: JSON ``message`` + error type."""
@@ -233,13 +263,19 @@ class Api(Construct):
                 integrations[route.function] = apigw.LambdaIntegration(
                     self.functions[route.function].function, proxy=True
                 )
-            resource.add_method(
+            method = resource.add_method(
                 route.method,
                 integrations[route.function],
                 operation_name=route.operation_id,
                 request_validator=validator,
                 request_models=models,
                 request_parameters=validation.required_parameters or None,
+            )
+            acknowledge(
+                method.node.default_child,
+                "AwsSolutions-COG4",
+                "The API authorises every method with IAM (SigV4), the AWS-native choice for "
+                "service-to-service callers; a Cognito user pool authorizer is not needed.",
             )
 
     def _usage_plan(self, cfg: EnvironmentConfig) -> None:

@@ -22,6 +22,9 @@ ENV_CONTEXT_KEY = "recsys:env"
 ENVIRONMENTS_CONTEXT_KEY = "recsys:environments"
 API_AUTH_MODES = ("iam", "iam+api_key")
 REMOVAL_POLICIES = ("retain", "destroy")
+# "kms": one customer managed key (rotation on) for the data stores, the event stream, training
+# volumes/outputs and the endpoint; "aws-managed": S3-managed and AWS owned/managed keys.
+ENCRYPTION_MODES = ("kms", "aws-managed")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK_JSON = REPO_ROOT / "cdk.json"
 
@@ -103,6 +106,7 @@ class EnvironmentConfig:
     account: Optional[str] = None
     serving_mode: str = "realtime"
     removal_policy: str = "retain"
+    encryption: str = "kms"
     alarm_email: str = ""
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -113,6 +117,16 @@ class EnvironmentConfig:
     def realtime(self) -> bool:
         """True when a SageMaker endpoint is deployed."""
         return self.serving_mode == "realtime"
+
+    @property
+    def kms(self) -> bool:
+        """True when the data is encrypted with the deployment's customer managed key."""
+        return self.encryption == "kms"
+
+    @property
+    def data_key_alias(self) -> str:
+        """The data key's alias (``alias/<prefix>-data``): how the other stacks address it."""
+        return f"alias/{self.prefix}-data"
 
     @property
     def endpoint_name(self) -> str:
@@ -205,6 +219,7 @@ _TOP_LEVEL = {
     "account": "account",
     "servingMode": "serving_mode",
     "removalPolicy": "removal_policy",
+    "encryption": "encryption",
     "alarmEmail": "alarm_email",
 }
 
@@ -305,6 +320,10 @@ def validate(cfg: EnvironmentConfig, where: str = "config") -> None:
     if cfg.removal_policy not in REMOVAL_POLICIES:
         raise ConfigError(
             f"{where}.removalPolicy: {cfg.removal_policy!r} is not one of {REMOVAL_POLICIES}"
+        )
+    if cfg.encryption not in ENCRYPTION_MODES:
+        raise ConfigError(
+            f"{where}.encryption: {cfg.encryption!r} is not one of {ENCRYPTION_MODES}"
         )
     ep = cfg.endpoint
     if ep.instance_count < 2:

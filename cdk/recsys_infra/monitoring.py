@@ -24,7 +24,11 @@ class AlarmTopic(Construct):
     """An SNS topic for alarms, encrypted with a customer managed key CloudWatch may use.
 
     CloudWatch alarms cannot publish to a topic encrypted with the AWS managed ``aws/sns`` key,
-    hence the customer managed key with a grant to ``cloudwatch.amazonaws.com``.
+    hence the customer managed key with a grant to ``cloudwatch.amazonaws.com``. Both that grant
+    and the topic policy hold the service to this account's alarms of this deployment
+    (``aws:SourceAccount`` and ``aws:SourceArn``): CloudFormation names every alarm of the app
+    ``<stack name>-...`` and every stack name starts with the prefix. This key stays separate
+    from the data key (``encryption.py``), which trusts no service principal.
 
     Attributes:
         topic: The topic (subscribe e-mail, chat or paging integrations to it).
@@ -39,11 +43,23 @@ class AlarmTopic(Construct):
             enable_key_rotation=True,
             removal_policy=removal_policy(cfg),
         )
+        stack = Stack.of(self)
+        alarms = stack.format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=f"{cfg.prefix}-*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        from_alarms = {
+            "StringEquals": {"aws:SourceAccount": stack.account},
+            "ArnLike": {"aws:SourceArn": alarms},
+        }
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],  # in a key policy, "*" means this key
+                conditions=from_alarms,
             )
         )
         self.topic = sns.Topic(
@@ -59,6 +75,7 @@ class AlarmTopic(Construct):
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["sns:Publish"],
                 resources=[self.topic.topic_arn],
+                conditions=from_alarms,
             )
         )
         if cfg.alarm_email:

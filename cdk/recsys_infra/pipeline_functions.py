@@ -15,8 +15,9 @@ from recsys_lambdas import contracts
 from recsys_lambdas.pipeline import gate, promote
 
 from recsys_infra.config import EnvironmentConfig
+from recsys_infra.encryption import READ, WRITE, grant_data_key
 from recsys_infra.functions import FunctionSpec, RecsysFunction
-from recsys_infra.nag import acknowledge, finding
+from recsys_infra.nag import acknowledge_policy, finding
 
 PIPELINE_LAMBDA_TIMEOUT_S = 900  # loading a large catalogue into DynamoDB takes minutes
 
@@ -86,7 +87,7 @@ def pipeline_functions(
         functions[name].role.add_to_policy(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[models_objects])
         )
-        acknowledge(
+        acknowledge_policy(
             functions[name].role,
             finding("AwsSolutions-IAM5", models_objects, stack),
             "Reads the training output of the run (models/<job>/output/*.tar.gz) and the "
@@ -123,10 +124,14 @@ def pipeline_functions(
         functions["promote"].role.add_to_policy(
             iam.PolicyStatement(actions=["iam:PassRole"], resources=[deploy_role.role_arn])
         )
-        acknowledge(
+        acknowledge_policy(
             functions["promote"].role,
             finding("AwsSolutions-IAM5", stack_arn, stack),
             "The serving stack's ARN ends in a stack id CloudFormation assigns; the name "
             "part is exact.",
         )
+    # With encryption: kms the models and the tables are encrypted with the data key.
+    grant_data_key(functions["gate"].role, cfg, actions=READ, via=["s3"])
+    grant_data_key(functions["load"].role, cfg, actions=WRITE, via=["s3", "dynamodb"])
+    grant_data_key(functions["promote"].role, cfg, actions=WRITE, via=["s3"])
     return functions

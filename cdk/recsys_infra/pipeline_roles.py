@@ -11,8 +11,9 @@ from constructs import Construct
 from recsys_lambdas import contracts
 
 from recsys_infra.config import EnvironmentConfig
+from recsys_infra.encryption import ATTACH, WRITE, grant_data_key
 from recsys_infra.images import grant_image_pull
-from recsys_infra.nag import acknowledge, finding
+from recsys_infra.nag import acknowledge_policy, checkov_skip, finding
 
 
 def training_role(
@@ -30,7 +31,10 @@ def training_role(
     role = iam.Role(
         scope,
         "TrainingRole",
-        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+        assumed_by=iam.ServicePrincipal(
+            "sagemaker.amazonaws.com",
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        ),
         description=f"{cfg.prefix} SageMaker training jobs",
     )
     role.add_to_policy(
@@ -83,7 +87,10 @@ def training_role(
         )
     )
 
-    acknowledge(
+    # Inputs and models in the data-key-encrypted buckets; the training volumes' grant.
+    grant_data_key(role, cfg, actions=WRITE, via=["s3"])
+    grant_data_key(role, cfg, actions=ATTACH, via=["sagemaker", "ec2"])
+    acknowledge_policy(
         role,
         "AwsSolutions-IAM5[Resource::*]",
         "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
@@ -94,12 +101,12 @@ def training_role(
         (events_bucket, contracts.ITEMS_PREFIX, "reads the item catalogue files"),
         (artifacts_bucket, contracts.MODELS_PREFIX, "writes its model and reads job 1's"),
     ):
-        acknowledge(
+        acknowledge_policy(
             role,
             finding("AwsSolutions-IAM5", bucket.arn_for_objects(f"{prefix}*"), stack),
             f"Training {why}; object names are generated, access is limited to {prefix}.",
         )
-    acknowledge(
+    acknowledge_policy(
         role,
         finding("AwsSolutions-IAM5", log_streams, stack),
         "SageMaker names a training job's log streams <job name>/algo-N-<time>; the jobs of "
@@ -207,14 +214,24 @@ def serving_deploy_role(
         )
     )
 
-    acknowledge(
+    # The endpoint config's KmsKeyId (encryption: kms): CreateEndpoint/UpdateEndpoint as
+    # this role attach the data key to the instances' volumes.
+    grant_data_key(role, cfg, actions=ATTACH, via=["sagemaker"])
+    checkov_skip(
+        role.node.find_child("DefaultPolicy"),
+        "CKV_AWS_111",
+        "Application Auto Scaling's target and policy writes of the endpoint's scaling take "
+        "no resource ARN ('*'); only CloudFormation can assume this role, and only the promote "
+        "step may pass it, for updates of the serving stack.",
+    )
+    acknowledge_policy(
         role,
         "AwsSolutions-IAM5[Resource::*]",
         "Application Auto Scaling target/policy APIs and cloudwatch:DescribeAlarms "
         "have no resource-level permissions.",
     )
     for resource in ("model", "endpoint-config"):
-        acknowledge(
+        acknowledge_policy(
             role,
             finding("AwsSolutions-IAM5", arn(resource, "*"), stack),
             f"CloudFormation generates a new {resource} name on each promotion "

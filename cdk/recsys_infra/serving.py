@@ -23,6 +23,7 @@ from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
@@ -31,13 +32,15 @@ from recsys_lambdas import contracts
 from recsys_lambdas.pipeline import promote
 
 from recsys_infra.config import EnvironmentConfig
+from recsys_infra.encryption import ATTACH, READ, data_key_alias_arn, grant_data_key
+from recsys_infra.functions import log_retention, removal_policy
 from recsys_infra.images import (
     INFERENCE_SCRIPT,
     MODEL_CODE_DIR,
     grant_image_pull,
     sklearn_image_uri,
 )
-from recsys_infra.nag import acknowledge, finding
+from recsys_infra.nag import LOG_GROUP_KMS_SKIP, acknowledge_policy, checkov_skip, finding
 
 VARIANT_NAME = "AllTraffic"  # stable: autoscaling and alarms address the variant by name
 # The parameter names the promote step sets (one home: the Lambda that updates them).
@@ -101,17 +104,17 @@ class Serving(Construct):
 
         self.alarms = self._alarms(cfg, alarm_topic)
 
-        model = sagemaker.CfnModel(
-            self,
-            "Model",
         # Network-isolated: the container reaches nothing. Its code comes inside model.tar.gz
         # (code/, copied there by training job 2 with the wheels it installed), so the model
         # and its code are promoted together.
+        model = sagemaker.CfnModel(
+            self,
+            "Model",
             execution_role_arn=self.execution_role.role_arn,
+            enable_network_isolation=True,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image_uri,
                 model_data_url=self.model_data_url.value_as_string,
-            enable_network_isolation=True,
                 environment={
                     "SAGEMAKER_PROGRAM": INFERENCE_SCRIPT,
                     "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
@@ -134,6 +137,8 @@ class Serving(Construct):
                     initial_variant_weight=1.0,
                 )
             ],
+            # The instances' ML storage volumes, with encryption: kms.
+            kms_key_id=data_key_alias_arn(self, cfg) if cfg.kms else None,
         )
         self.endpoint = sagemaker.CfnEndpoint(
             self,
@@ -202,7 +207,10 @@ class Serving(Construct):
         role = iam.Role(
             self,
             "ExecutionRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            assumed_by=iam.ServicePrincipal(
+                "sagemaker.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            ),
             description=f"{cfg.prefix} SageMaker endpoint: read model artifacts, pull the image",
         )
         models_objects = artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*")
@@ -216,6 +224,16 @@ class Serving(Construct):
             resource_name=f"/aws/sagemaker/Endpoints/{cfg.endpoint_name}",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
+        # SageMaker would create the group without retention on the endpoint's first start:
+        # create it first (outside HasModel, so it exists before the first model).
+        log_group = logs.LogGroup(
+            self,
+            "EndpointLogs",
+            log_group_name=f"/aws/sagemaker/Endpoints/{cfg.endpoint_name}",
+            retention=log_retention(cfg),
+            removal_policy=removal_policy(cfg),
+        )
+        checkov_skip(log_group, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
@@ -229,19 +247,22 @@ class Serving(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
             )
         )
-        acknowledge(
+        # Model artifacts in the data-key-encrypted bucket; the ML volumes' grant.
+        grant_data_key(role, cfg, actions=READ, via=["s3"])
+        grant_data_key(role, cfg, actions=ATTACH, via=["sagemaker"])
+        acknowledge_policy(
             role,
             "AwsSolutions-IAM5[Resource::*]",
             "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
             "permissions; PutMetricData is limited to SageMaker's namespace by a condition.",
         )
-        acknowledge(
+        acknowledge_policy(
             role,
             finding("AwsSolutions-IAM5", models_objects, stack),
             "Model artifacts are written under models/<training job>/ with generated names; "
             "read-only on that prefix.",
         )
-        acknowledge(
+        acknowledge_policy(
             role,
             finding("AwsSolutions-IAM5", f"{log_group_arn}:log-stream:*", stack),
             "SageMaker names the endpoint's log streams per instance; scoped to this "

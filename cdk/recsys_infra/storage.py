@@ -1,5 +1,10 @@
 """Storage and feature store: S3 buckets, the DynamoDB tables of the contracts, and the Firehose
 delivery stream that makes every accepted event durable in S3 for the next training run.
+
+With ``encryption: "kms"`` the data buckets, the tables and the stream are encrypted with the
+deployment's data key (``encryption.py``); with ``"aws-managed"`` with S3-managed and AWS
+owned/managed keys. The access logs bucket is always SSE-S3: S3 server access logging cannot
+deliver to an SSE-KMS bucket.
 """
 
 from __future__ import annotations
@@ -14,8 +19,15 @@ from constructs import Construct
 from recsys_lambdas import contracts
 
 from recsys_infra.config import EnvironmentConfig
+from recsys_infra.encryption import WRITE, data_key, grant_data_key
 from recsys_infra.functions import log_retention, removal_policy
-from recsys_infra.nag import acknowledge, finding
+from recsys_infra.nag import (
+    LOG_GROUP_KMS_SKIP,
+    acknowledge,
+    acknowledge_policy,
+    checkov_skip,
+    finding,
+)
 from recsys_infra.shared import ACCESS_LOGS_BUCKET, ARTIFACTS_BUCKET, EVENTS_BUCKET
 
 FIREHOSE_ERRORS_PREFIX = "firehose-errors/"  # outside events/: training never reads failures
@@ -32,11 +44,14 @@ class Storage(Construct):
         tables: Contract logical name -> DynamoDB table.
         delivery_stream: Firehose stream writing JSON Lines under ``events/`` in the events bucket.
         delivery_stream_arn: Its ARN.
+        data_key: The customer managed data key (None with ``encryption: "aws-managed"``).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, cfg: EnvironmentConfig) -> None:
         super().__init__(scope, construct_id)
         policy = removal_policy(cfg)
+        self.data_key = data_key(self, cfg)
+        key = self.data_key
 
         self.access_logs_bucket = s3.Bucket(
             self,
@@ -52,17 +67,31 @@ class Storage(Construct):
             auto_delete_objects=False,
         )
         acknowledge(
-            self.access_logs_bucket,
+            self.access_logs_bucket.node.default_child,
             "AwsSolutions-S1",
             "This is the server access logs bucket; logging it to itself would loop.",
         )
+        checkov_skip(
+            self.access_logs_bucket,
+            "CKV_AWS_18",
+            "This is the target of the other buckets' server access logs; logging it to itself "
+            "would log its own log deliveries without end.",
+        )
+        if key is None:
+            bucket_encryption = {"encryption": s3.BucketEncryption.S3_MANAGED}
+        else:
+            bucket_encryption = {
+                "encryption": s3.BucketEncryption.KMS,
+                "encryption_key": key,
+                "bucket_key_enabled": True,  # one data key per bucket: far fewer KMS calls
+            }
 
         def data_bucket(construct_id: str, purpose: str, prefix: str) -> s3.Bucket:
             return s3.Bucket(
                 self,
                 construct_id,
                 bucket_name=cfg.bucket_name(purpose, Aws.ACCOUNT_ID),
-                encryption=s3.BucketEncryption.S3_MANAGED,
+                **bucket_encryption,
                 block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
                 enforce_ssl=True,
                 versioned=True,
@@ -81,7 +110,7 @@ class Storage(Construct):
 
         self.tables: dict[str, dynamodb.Table] = {}
         for spec in contracts.ALL_TABLES:
-            self.tables[spec.logical_name] = dynamodb.Table(
+            table = self.tables[spec.logical_name] = dynamodb.Table(
                 self,
                 _construct_id(spec.logical_name),
                 table_name=cfg.table_name(spec),
@@ -92,10 +121,21 @@ class Storage(Construct):
                 point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                     point_in_time_recovery_enabled=True
                 ),
-                encryption=dynamodb.TableEncryption.AWS_MANAGED,
+                encryption=dynamodb.TableEncryption.AWS_MANAGED
+                if key is None
+                else dynamodb.TableEncryption.CUSTOMER_MANAGED,
+                encryption_key=key,
                 time_to_live_attribute=spec.ttl_attribute,
                 removal_policy=policy,
             )
+            if key is None:
+                checkov_skip(
+                    table,
+                    "CKV_AWS_119",
+                    f"This environment ({cfg.name}) sets encryption: aws-managed in cdk.json: "
+                    "the table is encrypted with the AWS managed DynamoDB key; set "
+                    "encryption: kms (prod's default) for the customer managed data key.",
+                )
 
         self.delivery_stream = self._delivery_stream(cfg)
         self.delivery_stream_arn = self.delivery_stream.attr_arn
@@ -113,6 +153,7 @@ class Storage(Construct):
             retention=log_retention(cfg),
             removal_policy=removal_policy(cfg),
         )
+        checkov_skip(log_group, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
         log_stream = logs.LogStream(
             self, "DeliveryLogStream", log_group=log_group, log_stream_name="S3Delivery"
         )
@@ -154,8 +195,9 @@ class Storage(Construct):
                 ],
             )
         )
+        grant_data_key(role, cfg, actions=WRITE, via=["s3"], key=self.data_key)
         for prefix in (contracts.EVENTS_PREFIX, FIREHOSE_ERRORS_PREFIX):
-            acknowledge(
+            acknowledge_policy(
                 role,
                 finding("AwsSolutions-IAM5", f"{bucket.bucket_arn}/{prefix}*", stack),
                 f"Firehose writes objects with generated names under {prefix} only.",
@@ -167,6 +209,10 @@ class Storage(Construct):
             delivery_stream_type="DirectPut",
             delivery_stream_encryption_configuration_input=firehose.CfnDeliveryStream.DeliveryStreamEncryptionConfigurationInputProperty(
                 key_type="AWS_OWNED_CMK"
+            )
+            if self.data_key is None
+            else firehose.CfnDeliveryStream.DeliveryStreamEncryptionConfigurationInputProperty(
+                key_type="CUSTOMER_MANAGED_CMK", key_arn=self.data_key.key_arn
             ),
             extended_s3_destination_configuration=firehose.CfnDeliveryStream.ExtendedS3DestinationConfigurationProperty(
                 bucket_arn=bucket.bucket_arn,
@@ -178,6 +224,13 @@ class Storage(Construct):
                 # Uncompressed JSON Lines: the training reader takes the files as they are.
                 compression_format="UNCOMPRESSED",
                 file_extension=".jsonl",
+                encryption_configuration=None
+                if self.data_key is None
+                else firehose.CfnDeliveryStream.EncryptionConfigurationProperty(
+                    kms_encryption_config=firehose.CfnDeliveryStream.KMSEncryptionConfigProperty(
+                        awskms_key_arn=self.data_key.key_arn
+                    )
+                ),
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
                     interval_in_seconds=300, size_in_m_bs=64
                 ),

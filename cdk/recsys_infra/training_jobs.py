@@ -21,6 +21,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from recsys_infra.config import EnvironmentConfig
+from recsys_infra.encryption import data_key_by_alias
 from recsys_infra.images import CODE_CHANNEL, SourceAsset
 
 # The METRIC lines the training scripts print (contracts.METRIC_LINE_FORMAT), per job.
@@ -52,8 +53,6 @@ class StateS3Uri(tasks.S3Location):
         return tasks.S3LocationConfig(uri=sfn.JsonPath.string_at(self._json_path))
 
 
-def metric_regex(name: str) -> str:
-    """The SageMaker metric regex for one ``METRIC name=value`` line."""
 class FixedS3Uri(tasks.S3Location):
     """A fixed S3 URI, granting nothing (the role's grants are explicit)."""
 
@@ -79,6 +78,8 @@ def code_channel(source: SourceAsset) -> tasks.Channel:
     )
 
 
+def metric_regex(name: str) -> str:
+    """The SageMaker metric regex for one ``METRIC name=value`` line."""
     return "METRIC " + re.escape(name) + "=([-+0-9.eE]+)"
 
 
@@ -130,9 +131,10 @@ def training_job(
     result is ``{jobName, modelDataUrl}`` at ``result_path``. It runs network-isolated with
     ``source`` as its ``code`` channel (``role`` is granted read on that one object).
     """
-    instance_type = cfg.training.instance_type.removeprefix("ml.")
-    return tasks.SageMakerCreateTrainingJob(
     source.grant_channel_read(role)
+    instance_type = cfg.training.instance_type.removeprefix("ml.")
+    data_key = data_key_by_alias(scope, cfg)  # encryption: kms -> volumes and output
+    return tasks.SageMakerCreateTrainingJob(
         scope,
         construct_id,
         training_job_name=sfn.JsonPath.format(
@@ -154,12 +156,13 @@ def training_job(
         input_data_config=[*channels, code_channel(source)],
         enable_network_isolation=True,
         output_data_config=tasks.OutputDataConfig(
-            s3_output_location=StateS3Uri("$.run.outputUri")
+            s3_output_location=StateS3Uri("$.run.outputUri"), encryption_key=data_key
         ),
         resource_config=tasks.ResourceConfig(
             instance_count=1,
             instance_type=ec2.InstanceType(instance_type),
             volume_size=Size.gibibytes(cfg.training.volume_size_gb),
+            volume_encryption_key=data_key,
         ),
         stopping_condition=tasks.StoppingCondition(
             max_runtime=Duration.minutes(cfg.training.max_runtime_minutes)

@@ -35,7 +35,7 @@ from recsys_lambdas.pipeline import promote
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.functions import log_retention, removal_policy
 from recsys_infra.images import TRAINING_SCRIPTS, SourceAsset, sklearn_image_uri
-from recsys_infra.nag import acknowledge, finding
+from recsys_infra.nag import LOG_GROUP_KMS_SKIP, acknowledge_policy, checkov_skip, finding
 from recsys_infra.pipeline_functions import pipeline_functions
 from recsys_infra.pipeline_roles import serving_deploy_role, training_role
 from recsys_infra.training_jobs import s3_channel, training_job
@@ -262,6 +262,7 @@ class TrainingPipeline(Construct):
             retention=log_retention(cfg),
             removal_policy=removal_policy(cfg),
         )
+        checkov_skip(log_group, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
         runtime = Duration.minutes(2 * cfg.training.max_runtime_minutes + 120)
         self.state_machine = sfn.StateMachine(
             self,
@@ -369,13 +370,13 @@ class TrainingPipeline(Construct):
         """Record the wildcard findings the Step Functions integrations add to the state
         machine's role, each with its reason."""
         sm_role = self.state_machine.role
-        acknowledge(
+        acknowledge_policy(
             sm_role,
             "AwsSolutions-IAM5[Resource::*]",
             "Added by the Step Functions SageMaker .sync integration: sagemaker:ListTags has no "
             "resource scoping for it, and X-Ray tracing needs '*'.",
         )
-        acknowledge(
+        acknowledge_policy(
             sm_role,
             finding(
                 "AwsSolutions-IAM5",
@@ -386,7 +387,7 @@ class TrainingPipeline(Construct):
             "integration creates, describes and stops them.",
         )
         for function in self.functions.values():
-            acknowledge(
+            acknowledge_policy(
                 sm_role,
                 finding("AwsSolutions-IAM5", f"{function.function.function_arn}:*", stack),
                 "Invoke permission on the function's versions/aliases, added by LambdaInvoke.",

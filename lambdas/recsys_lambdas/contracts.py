@@ -31,7 +31,9 @@ USERS = TableSpec(
     ttl_attribute="expiresAt",
     description=(
         "Real-time user context: 'recentItems' (list of item ids, oldest first, at most "
-        "MAX_RECENT_ITEMS), 'recentTimestamps' (Unix seconds, same order), 'updatedAt'."
+        "MAX_RECENT_ITEMS), 'recentTimestamps' (Unix seconds, same order), 'updatedAt', 'version'. "
+        "Anonymous sessions have their own rows, keyed SESSION_OWNER_PREFIX + sessionId; once a "
+        "PutEvents with both ids merged one into a user, its row has 'mergedInto' (the userId)."
     ),
 )
 ITEMS = TableSpec(
@@ -59,6 +61,13 @@ IDEMPOTENCY = TableSpec(
 ALL_TABLES = (USERS, ITEMS, BATCH_RECOMMENDATIONS, IDEMPOTENCY)
 
 POPULAR_USER_ID = "__popular__"
+# Anonymous sessions (PutEvents without userId) live in their own key space: the users table's
+# row, the idempotency keys and the event log's user_id are SESSION_OWNER_PREFIX + sessionId, so a
+# session named like a user never touches that user. A userId with this prefix is rejected.
+SESSION_OWNER_PREFIX = "__session__:"
+# An event-log record (record_type == IDENTITY_RECORD_TYPE) saying that the rows logged under
+# session_owner belong to user_id from now on; training reads them as that user's.
+IDENTITY_RECORD_TYPE = "identity"
 SEARCH_ROW_PREFIX = "__search__:"
 SEARCH_ROW_ITEMS = 100  # items per word row, most popular first
 MAX_SEARCH_WORDS = 8  # words of a query that degraded search looks up
@@ -94,6 +103,11 @@ TRAINING_CHANNEL_ITEMS = "items"
 TRAINING_CHANNEL_RETRIEVAL = "retrieval"  # job 1's model.tar.gz, input of job 2
 BATCH_OUTPUT_DIR = "batch"  # under SM_OUTPUT_DATA_DIR: users.jsonl, items.jsonl, recommendations.jsonl
 METRIC_LINE_FORMAT = "METRIC {name}={value:.6f}"  # SageMaker metric regex: "METRIC name=([0-9.]+)"
+
+
+def session_owner(session_id: str) -> str:
+    """The owner key of an anonymous session's history, idempotency records and log rows."""
+    return SESSION_OWNER_PREFIX + session_id
 
 
 def table_name(prefix: str, spec: TableSpec) -> str:

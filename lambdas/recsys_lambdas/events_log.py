@@ -1,7 +1,9 @@
 """The durable event log: JSON Lines records to a Firehose delivery stream (S3 under
 ``contracts.EVENTS_PREFIX``), in the events contract training reads (``user_id``, ``item_id``,
 ``timestamp``, ``event_type``, ``session_id``, plus ``event_id`` so training can drop the
-duplicates an at-least-once log may hold).
+duplicates an at-least-once log may hold). Rows of anonymous sessions have ``user_id`` =
+``contracts.session_owner(sessionId)``; an identity record (``record_type: "identity"``) marks the
+moment a session was merged into a user.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Callable, Dict, List, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from recsys_lambdas import contracts
 from recsys_lambdas.settings import FIREHOSE_BUDGET_S
 
 MAX_ATTEMPTS = 3  # per record, for records Firehose reports as failed
@@ -37,6 +40,21 @@ def log_record(event: Dict[str, Any], *, user_id: str, session_id: str, tracking
         if src in event:
             row[dst] = event[src]
     return row
+
+
+def identity_record(*, user_id: str, session_id: str, session_owner: str, tracking_id: str,
+                    received_at: float) -> Dict[str, Any]:
+    """The log record saying that an anonymous session's rows (logged under ``session_owner``)
+    are ``user_id``'s from now on: training attributes every row of that owner to the user."""
+    return {
+        "record_type": contracts.IDENTITY_RECORD_TYPE,
+        "user_id": user_id,
+        "session_id": session_id,
+        "session_owner": session_owner,
+        "tracking_id": tracking_id,
+        "timestamp": round(received_at, 3),
+        "received_at": round(received_at, 3),
+    }
 
 
 def put_records(firehose: Any, stream: str, rows: Sequence[Dict[str, Any]],

@@ -12,12 +12,12 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from recsys_lambdas import events_log, feature_store
-from recsys_lambdas.errors import ServiceUnavailable
+from recsys_lambdas import contracts, events_log, feature_store
+from recsys_lambdas.errors import InvalidInput, ServiceUnavailable
 from recsys_lambdas.service import Deps
 from recsys_lambdas.settings import IDEMPOTENCY_TTL_DAYS
 
@@ -63,11 +63,18 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
     """PutEvents: make each event durable (Firehose), then add it to the owner's recent history
     and mark it accepted in one DynamoDB transaction.
 
+    Owners: with ``userId`` the events are the user's; without, they belong to the anonymous
+    session, whose key space is apart from users' (``contracts.session_owner``), until a request
+    with both ids merges the session into the user: its history joins the user's (once, in the
+    same transaction as that request's events), an identity record in the log tells training the
+    session's rows are the user's, and later session-only events go to the user.
+
     Guarantees: an event is reported ACCEPTED only after both the log and the history hold it;
     a retried request (same eventIds, or the same events without ids) adds nothing twice to the
     history (the log is at-least-once: rows carry ``event_id`` for training to de-duplicate).
 
     Raises:
+        InvalidInput: ``userId`` uses the anonymous sessions' reserved prefix.
         ServiceUnavailable: one or more events FAILED; the body lists every event's outcome and
             retrying the same request is safe.
     """
@@ -75,11 +82,16 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
     settings.require("users_table", "idempotency_table", "events_stream")
     tracking_id = request["trackingId"]
     session_id = request["sessionId"]
-    owner = request.get("userId") or session_id
+    user_id: str = request.get("userId") or ""
+    if user_id.startswith(contracts.SESSION_OWNER_PREFIX):
+        raise InvalidInput(f"body.userId must not start with {contracts.SESSION_OWNER_PREFIX!r} "
+                           "(reserved for anonymous sessions)")
+    session_key = contracts.session_owner(session_id)
+    identity = user_id or session_key  # who sent it: event ids and idempotency keys
     events: List[Dict[str, Any]] = []
     for position, raw in enumerate(request["eventList"]):
         event = dict(raw)
-        event.setdefault("eventId", derived_event_id(tracking_id, owner, session_id, position, raw))
+        event.setdefault("eventId", derived_event_id(tracking_id, identity, session_id, position, raw))
         events.append(event)
     outcomes = [EventOutcome(e["eventId"]) for e in events]
 
@@ -89,11 +101,16 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
             outcomes[pos].status = "DUPLICATE"
         else:
             first_pos[event["eventId"]] = pos
-    keys = {pos: idempotency_key(tracking_id, owner, events[pos]["eventId"]) for pos in first_pos.values()}
-    table = settings.idempotency_table
-    found = feature_store.batch_get(deps.ddb, {table: [{"id": {"S": key}} for key in keys.values()]},
-                                    projection={table: "id"})[table]
-    done = {row["id"]["S"] for row in found}
+    keys = {pos: idempotency_key(tracking_id, identity, events[pos]["eventId"]) for pos in first_pos.values()}
+    table, users = settings.idempotency_table, settings.users_table
+    # one round trip: which events were accepted before, and the session's row (consistent)
+    found = feature_store.batch_get(
+        deps.ddb, {table: [{"id": {"S": key}} for key in keys.values()],
+                   users: [{contracts.USERS.partition_key: {"S": session_key}}]},
+        projection={table: "id", users: f"{contracts.USERS.partition_key}, {feature_store.HISTORY_PROJECTION}"},
+        consistent=(users,))
+    done = {row["id"]["S"] for row in found[table]}
+    session = feature_store.history_from_item(found[users][0] if found[users] else {})
     todo = []
     for pos, key in keys.items():
         if key in done:
@@ -102,9 +119,17 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
             todo.append(pos)
     if todo:
         now = deps.clock()
+        owner = user_id or session.merged_into or session_key
+        merge = bool(user_id) and session.exists and session.merged_into is None
         rows = [events_log.log_record(events[p], user_id=owner, session_id=session_id,
                                       tracking_id=tracking_id, received_at=now) for p in todo]
+        if merge:
+            rows.append(events_log.identity_record(user_id=user_id, session_id=session_id,
+                                                   session_owner=session_key, tracking_id=tracking_id,
+                                                   received_at=now))
         errors = events_log.put_records(deps.firehose, settings.events_stream, rows, sleep=deps.sleep)
+        if merge and errors.pop():
+            merge = False  # the log could not say so yet: merge on a later request
         durable = []
         for pos, error in zip(todo, errors):
             if error:
@@ -114,7 +139,11 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
             else:
                 durable.append(pos)
         if durable:
-            _record_history(deps, owner, tracking_id, events, outcomes, durable, keys, now)
+            owners = _Owners(user_id=user_id, session_key=session_key, session=session if merge or not user_id else None)
+            _record_history(deps, owners, tracking_id, events, outcomes, durable, keys, now)
+            if owners.merged:
+                deps.metric("SessionsMerged")
+                deps.notes["merged_session"] = session_id
     accepted = sum(o.status == "ACCEPTED" for o in outcomes)
     failed = sum(o.status == "FAILED" for o in outcomes)
     deps.metric("EventsAccepted", accepted)
@@ -128,12 +157,28 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
     return outcomes
 
 
-def _record_history(deps: Deps, owner: str, tracking_id: str, events: List[Dict[str, Any]],
+@dataclass
+class _Owners:
+    """Whose history a request writes, re-resolved on every transaction attempt.
+
+    ``session`` is the session row as last read: for an anonymous request, its history (or the
+    pointer to the user it was merged into); for a request with both ids, the session to merge
+    (None: nothing to merge).
+    """
+
+    user_id: str
+    session_key: str
+    session: Optional[feature_store.UserHistory]
+    merged: bool = False
+
+
+def _record_history(deps: Deps, owners: _Owners, tracking_id: str, events: List[Dict[str, Any]],
                     outcomes: List[EventOutcome], positions: List[int], keys: Dict[int, str],
                     now: float) -> None:
-    """One TransactWriteItems per attempt: the merged history (conditional on its version) and an
-    idempotency record per event (conditional on not existing). All or nothing, so an event is in
-    the history iff it is marked accepted."""
+    """One TransactWriteItems per attempt: the merged history (conditional on its version), an
+    idempotency record per event (conditional on not existing) and, when a session is merged,
+    the session row's mark (conditional on its version). All or nothing, so an event is in the
+    history iff it is marked accepted, and a session's events join a user's history once."""
     settings = deps.settings
     pending = list(positions)
     expiration = str(int(now) + IDEMPOTENCY_TTL_DAYS * 86400)
@@ -141,12 +186,22 @@ def _record_history(deps: Deps, owner: str, tracking_id: str, events: List[Dict[
     attempt = 0
     while pending:
         attempt += 1
-        before = feature_store.get_history(deps.ddb, settings.users_table, owner, consistent=True)
+        session = owners.session
+        if attempt > 1 and session is not None:
+            session = feature_store.get_history(deps.ddb, settings.users_table, owners.session_key, consistent=True)
+        merging = bool(owners.user_id) and session is not None and session.merged_into is None
+        # anonymous: the session's own row, unless it was merged into a user (then the user's)
+        owner = owners.user_id or (session.merged_into if session else None) or owners.session_key
+        if owner == owners.session_key and session is not None:
+            before = session
+        else:
+            before = feature_store.get_history(deps.ddb, settings.users_table, owner, consistent=True)
         # millisecond resolution: DynamoDB numbers cannot hold a positive value below 1e-130
         # (a schema-valid sentAt such as 5e-324 made every later read of the history fail)
-        items, stamps = feature_store.merge_history(
-            before.items, before.timestamps,
-            [(events[p]["itemId"], round(float(events[p]["sentAt"]), 3)) for p in pending])
+        new = [(events[p]["itemId"], round(float(events[p]["sentAt"]), 3)) for p in pending]
+        if merging and session is not None:
+            new = list(zip(session.items, session.timestamps)) + new
+        items, stamps = feature_store.merge_history(before.items, before.timestamps, new)
         tx = [feature_store.history_update(settings.users_table, owner, before, items, stamps, now)]
         for p in pending:
             tx.append({"Put": {
@@ -155,6 +210,10 @@ def _record_history(deps: Deps, owner: str, tracking_id: str, events: List[Dict[
                          "eventId": {"S": events[p]["eventId"]}, "userId": {"S": owner},
                          "trackingId": {"S": tracking_id}},
                 "ConditionExpression": "attribute_not_exists(id)"}})
+        if merging and session is not None:
+            tx.append(feature_store.session_merge_update(settings.users_table, owners.session_key, session,
+                                                         owners.user_id, now))
+
         def write(items: List[Dict[str, Any]] = tx) -> Any:
             return deps.ddb.transact_write_items(TransactItems=items)
 
@@ -162,6 +221,7 @@ def _record_history(deps: Deps, owner: str, tracking_id: str, events: List[Dict[
             feature_store.with_backoff(write, what=f"DynamoDB table {settings.users_table}", sleep=deps.sleep)
             for p in pending:
                 outcomes[p].status = "ACCEPTED"
+            owners.merged = merging
             return
         except ServiceUnavailable as exc:
             _fail(outcomes, pending, "HistoryUnavailable", exc.message)
@@ -172,7 +232,7 @@ def _record_history(deps: Deps, owner: str, tracking_id: str, events: List[Dict[
                 return
             reasons = exc.response.get("CancellationReasons") or []
             # an idempotency record that now exists: a concurrent request accepted that event
-            for p, reason in zip(pending, reasons[1:]):
+            for p, reason in zip(pending, reasons[1:1 + len(pending)]):
                 if reason.get("Code") == "ConditionalCheckFailed":
                     outcomes[p].status = "DUPLICATE"
             pending = [p for p in pending if outcomes[p].status != "DUPLICATE"]

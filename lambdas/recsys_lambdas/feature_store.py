@@ -83,6 +83,9 @@ def _num_list(attr: Optional[Dict[str, Any]]) -> List[float]:
     return [float(v["N"]) for v in attr["L"] if "N" in v]
 
 
+HISTORY_PROJECTION = "recentItems, recentTimestamps, version, mergedInto"
+
+
 @dataclass(frozen=True)
 class UserHistory:
     """A user's recent items (oldest first) as stored in the users table."""
@@ -90,6 +93,7 @@ class UserHistory:
     items: List[str]
     timestamps: List[float]
     version: Optional[int]  # None: no row yet, or a row written by the pipeline without one
+    merged_into: Optional[str] = None  # an anonymous session's row: the user it was merged into
 
     @property
     def exists(self) -> bool:
@@ -101,16 +105,21 @@ def get_history(ddb: Any, table: str, user_id: str, *, consistent: bool = False)
     resp = with_backoff(
         lambda: ddb.get_item(
             TableName=table, Key={contracts.USERS.partition_key: {"S": user_id}},
-            ProjectionExpression="recentItems, recentTimestamps, version",
+            ProjectionExpression=HISTORY_PROJECTION,
             ConsistentRead=consistent),
         what=f"DynamoDB table {table}")
-    item = resp.get("Item") or {}
+    return history_from_item(resp.get("Item") or {})
+
+
+def history_from_item(item: Dict[str, Any]) -> UserHistory:
+    """A users-table row (low-level attribute values; ``{}`` for no row) as a history."""
     version = int(item["version"]["N"]) if "version" in item else None
     items = _str_list(item.get("recentItems"))
     stamps = _num_list(item.get("recentTimestamps"))
     if len(stamps) != len(items):  # rows from older writers may lack timestamps
         stamps = [0.0] * len(items)
-    return UserHistory(items=items, timestamps=stamps, version=version)
+    merged = item.get("mergedInto", {}).get("S")
+    return UserHistory(items=items, timestamps=stamps, version=version, merged_into=merged)
 
 
 @dataclass(frozen=True)
@@ -137,11 +146,14 @@ def _batch_row(item: Dict[str, Any]) -> BatchRecommendations:
 
 
 def batch_get(ddb: Any, keys_by_table: Dict[str, List[Dict[str, Any]]],
-              projection: Optional[Dict[str, str]] = None) -> Dict[str, List[Dict[str, Any]]]:
+              projection: Optional[Dict[str, str]] = None,
+              consistent: Iterable[str] = ()) -> Dict[str, List[Dict[str, Any]]]:
     """BatchGetItem over several tables in one round trip (more only for unprocessed keys).
 
-    Unprocessed keys (DynamoDB's answer under throttling) are retried within the backoff budget.
+    Tables named in ``consistent`` are read with strongly consistent reads. Unprocessed keys
+    (DynamoDB's answer under throttling) are retried within the backoff budget.
     """
+    strong = set(consistent)
     found: Dict[str, List[Dict[str, Any]]] = {t: [] for t in keys_by_table}
     pending: Dict[str, Any] = {}
     for table, keys in keys_by_table.items():
@@ -149,6 +161,8 @@ def batch_get(ddb: Any, keys_by_table: Dict[str, List[Dict[str, Any]]],
             spec: Dict[str, Any] = {"Keys": keys}
             if projection and table in projection:
                 spec["ProjectionExpression"] = projection[table]
+            if table in strong:
+                spec["ConsistentRead"] = True
             pending[table] = spec
 
     def one_round() -> Dict[str, Any]:
@@ -250,6 +264,30 @@ def history_update(table: str, user_id: str, before: UserHistory, items: List[st
         "Key": {contracts.USERS.partition_key: {"S": user_id}},
         "UpdateExpression": ("SET recentItems = :items, recentTimestamps = :ts, updatedAt = :now, "
                              "expiresAt = :exp, version = :next"),
+        "ConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+    }}
+
+
+def session_merge_update(table: str, session_key: str, before: UserHistory, user_id: str,
+                         now: float) -> Dict[str, Any]:
+    """A TransactWriteItems ``Update`` marking an anonymous session's row merged into ``user_id``,
+    conditional on the row's ``version`` (an event added to the session meanwhile cancels it)."""
+    values: Dict[str, Any] = {
+        ":user": {"S": user_id},
+        ":now": _n(round(now, 3)),
+        ":next": {"N": str((before.version or 0) + 1)},
+    }
+    if before.version is None:
+        condition = (f"attribute_exists({contracts.USERS.partition_key}) AND attribute_not_exists(version) "
+                     "AND attribute_not_exists(mergedInto)")
+    else:
+        condition = "version = :prev AND attribute_not_exists(mergedInto)"
+        values[":prev"] = {"N": str(before.version)}
+    return {"Update": {
+        "TableName": table,
+        "Key": {contracts.USERS.partition_key: {"S": session_key}},
+        "UpdateExpression": "SET mergedInto = :user, mergedAt = :now, version = :next",
         "ConditionExpression": condition,
         "ExpressionAttributeValues": values,
     }}

@@ -15,6 +15,8 @@ MAX_RECENT_ITEMS = 200  # recsys_lambdas.contracts.MAX_RECENT_ITEMS
 POPULAR_USER_ID = "__popular__"  # recsys_lambdas.contracts.POPULAR_USER_ID
 SEARCH_ROW_PREFIX = "__search__:"  # recsys_lambdas.contracts.SEARCH_ROW_PREFIX
 SEARCH_ROW_ITEMS = 100  # recsys_lambdas.contracts.SEARCH_ROW_ITEMS
+SESSION_OWNER_PREFIX = "__session__:"  # recsys_lambdas.contracts.SESSION_OWNER_PREFIX
+IDENTITY_RECORD_TYPE = "identity"  # recsys_lambdas.contracts.IDENTITY_RECORD_TYPE
 
 
 def search_tokens(text: str) -> List[str]:

@@ -23,6 +23,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .batch_contract import IDENTITY_RECORD_TYPE, SESSION_OWNER_PREFIX
+
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_MAX_BAD_FRACTION = 0.01
 MAX_EXAMPLES = 5
@@ -43,6 +45,7 @@ class LoadReport:
     rows: int = 0
     bad_rows: int = 0
     duplicates: int = 0  # rows dropped because an earlier row had the same (user_id, event_id)
+    merged_sessions: int = 0  # anonymous sessions whose rows were read as a user's (identity records)
     examples: List[str] = field(default_factory=list)
 
     def add_bad(self, where: str, reason: str) -> None:
@@ -57,7 +60,8 @@ class LoadReport:
 
     def to_json(self) -> dict:
         return {"source": self.source, "rows": self.rows, "bad_rows": self.bad_rows,
-                "duplicates": self.duplicates, "examples": self.examples}
+                "duplicates": self.duplicates, "merged_sessions": self.merged_sessions,
+                "examples": self.examples}
 
 
 @dataclass
@@ -214,8 +218,11 @@ def _check_threshold(report: LoadReport, kind: str, max_bad_fraction: float) -> 
 def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION) -> Events:
     """Load events from a file or a directory of files (e.g. a SageMaker channel).
 
-    Files are read in path order (the event log's keys sort by delivery time), rows in file order;
-    a row whose ``(user_id, event_id)`` was seen before is a duplicate: dropped, not a bad row.
+    Files are read in path order (the event log's keys sort by delivery time), rows in file order.
+    Identity records (``record_type: "identity"``, written by the API when an anonymous session is
+    merged into a user) make every row of their ``session_owner`` a row of their ``user_id``.
+    Then a row whose ``(user_id, event_id)`` an earlier row had is a duplicate: dropped and
+    counted in ``report.duplicates``, not a bad row.
 
     Raises:
         DataError: empty/unreadable input, missing columns, or too many bad rows.
@@ -226,9 +233,17 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
     times: List[float] = []
     weights: List[float] = []
     types: List[str] = []
-    seen_ids: set = set()
+    event_ids: List[str] = []
+    owner_of: Dict[str, str] = {}  # anonymous session owner -> the user it was merged into
     for file in _data_files(path):
         for where, row in _rows(file, EVENT_REQUIRED, report):
+            if _text(row, "record_type") == IDENTITY_RECORD_TYPE:
+                session, user = _text(row, "session_owner"), _text(row, "user_id")
+                if not session.startswith(SESSION_OWNER_PREFIX) or not user or user.startswith(SESSION_OWNER_PREFIX):
+                    report.add_bad(where, "identity record needs session_owner (an anonymous session) and user_id")
+                    continue
+                owner_of.setdefault(session, user)  # a session is merged once: the first record holds
+                continue
             user, item = _text(row, "user_id"), _text(row, "item_id")
             if not user:
                 report.add_bad(where, "user_id is missing")
@@ -252,26 +267,32 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
                 if not math.isfinite(weight) or weight < 0:
                     report.add_bad(where, f"weight {raw_weight!r} must be a finite number >= 0")
                     continue
-            event_id = _text(row, "event_id")
-            if event_id:
-                key = (user, event_id)
-                if key in seen_ids:
-                    report.duplicates += 1
-                    continue
-                seen_ids.add(key)
             users.append(user)
             items.append(item)
             times.append(ts)
             weights.append(weight)
             types.append(_text(row, "event_type"))
-            report.rows += 1
+            event_ids.append(_text(row, "event_id"))
+    if owner_of:
+        users = [owner_of.get(u, u) for u in users]
+        report.merged_sessions = len(owner_of)
+    keep: List[int] = []
+    seen: set = set()
+    for n, (user, event_id) in enumerate(zip(users, event_ids)):
+        if event_id:
+            if (user, event_id) in seen:
+                report.duplicates += 1
+                continue
+            seen.add((user, event_id))
+        keep.append(n)
+    report.rows = len(keep)
     _check_threshold(report, "event", max_bad_fraction)
     return Events(
-        user_ids=np.array(users, dtype=object),
-        item_ids=np.array(items, dtype=object),
-        timestamps=np.array(times, dtype=np.float64),
-        weights=np.array(weights, dtype=np.float32),
-        event_types=np.array(types, dtype=object),
+        user_ids=np.array([users[n] for n in keep], dtype=object),
+        item_ids=np.array([items[n] for n in keep], dtype=object),
+        timestamps=np.array([times[n] for n in keep], dtype=np.float64),
+        weights=np.array([weights[n] for n in keep], dtype=np.float32),
+        event_types=np.array([types[n] for n in keep], dtype=object),
         report=report,
     )
 

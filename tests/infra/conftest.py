@@ -1,5 +1,7 @@
-"""One synthesis per test session: the app's real-time environment (``dev`` from cdk.json) and a
-batch-mode environment with API keys, in one CDK app checked by cdk-nag's AwsSolutions pack.
+"""One synthesis per test session: the app's real-time environment (``dev`` from cdk.json, with
+prod's ``encryption: kms``) and a batch-mode environment with API keys (``aws-managed``
+encryption), in one CDK app checked by cdk-nag's AwsSolutions pack; both encryption modes are
+synthesised and scanned.
 
 The templates are read back from the cloud assembly as JSON and wrapped in
 ``aws_cdk.assertions.Template``, so tests assert on what CloudFormation would deploy.
@@ -67,6 +69,8 @@ def synth(app_subprocess, tmp_path_factory) -> Synth:
     realtime = config.from_context(context, env="dev")
     batch = config.from_context(context, env="batch")
     assert realtime.serving_mode == "realtime" and batch.serving_mode == "batch"
+    assert not realtime.kms and not batch.kms  # dev and batch use AWS managed keys
+    realtime = dataclasses.replace(realtime, encryption="kms")
     batch = dataclasses.replace(batch, api=dataclasses.replace(batch.api, auth="iam+api_key"))
 
     outdir = tmp_path_factory.mktemp("cdk.out")

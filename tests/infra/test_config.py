@@ -62,6 +62,8 @@ def test_defaults_are_what_the_docs_promise():
         ),
         ({"lambdas__logRetentionDays": 31}, r"logRetentionDays: 31 is not one of CloudWatch's"),
         ({"lambdas__reservedConcurrency": 0}, r"reservedConcurrency: 0 must be >= 1"),
+        ({"encryption": "sse"}, r"encryption: 'sse' is not one of \('kms', 'aws-managed'\)"),
+        ({"encryption": True}, r"encryption: expected a string, got True"),
         ({"servingMode": "hybrid"}, r"servingMode: 'hybrid' is not one of \('realtime', 'batch'\)"),
         ({"api__auth": "none"}, r"api\.auth: 'none' is not one of \('iam', 'iam\+api_key'\)"),
         (
@@ -87,6 +89,24 @@ def test_bad_values_name_the_key(changes, message):
 
 def test_reserved_concurrency_can_be_switched_off_for_small_accounts():
     assert parse(lambdas__reservedConcurrency=None).lambdas.reserved_concurrency is None
+    assert parse(lambdas__reservedConcurrency=5).lambdas.reserved_concurrency == 5
+
+
+def test_dev_reserves_no_concurrency_and_prod_does():
+    # A new account's concurrency quota (10) cannot give any function a reservation.
+    assert config.from_context(CONTEXT, env="dev").lambdas.reserved_concurrency is None
+    assert config.from_context(CONTEXT, env="prod").lambdas.reserved_concurrency == 100
+
+
+def test_customer_managed_key_is_on_in_prod_and_off_in_dev():
+    prod = config.from_context(CONTEXT, env="prod")
+    dev = config.from_context(CONTEXT, env="dev")
+    assert (prod.encryption, prod.kms) == ("kms", True)
+    assert (dev.encryption, dev.kms) == ("aws-managed", False)
+    assert prod.data_key_alias == "alias/recsys-prod-data"
+    raw = copy.deepcopy(DEV)
+    del raw["encryption"]
+    assert config.parse_environment("dev", raw).encryption == "kms"  # secure when unset
 
 
 def test_region_is_required_because_synth_runs_offline():

@@ -337,7 +337,10 @@ def test_events_are_delivered_by_firehose_under_the_events_prefix(storage, synth
     assert dest["Prefix"].startswith(contracts.EVENTS_PREFIX)
     assert not dest["ErrorOutputPrefix"].startswith(contracts.EVENTS_PREFIX)
     assert (dest["CompressionFormat"], dest["FileExtension"]) == ("UNCOMPRESSED", ".jsonl")
-    assert stream["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == "AWS_OWNED_CMK"
+    # The fixture's realtime environment uses encryption: kms (test_encryption.py: both modes).
+    assert stream["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == (
+        "CUSTOMER_MANAGED_CMK" if synth.realtime_cfg.kms else "AWS_OWNED_CMK"
+    )
 
 
 # --- API ----------------------------------------------------------------------------------
@@ -389,6 +392,10 @@ def test_stage_throttles_traces_and_writes_access_logs(synth):
 
 
 def test_lambdas_are_bounded_and_each_has_its_own_role(synth):
+    reserved = {
+        cfg.prefix: cfg.lambdas.reserved_concurrency for cfg in (synth.realtime_cfg, synth.batch_cfg)
+    }
+    assert reserved[synth.realtime_cfg.prefix] is None  # dev reserves nothing (new accounts)
     for name, template in synth.templates.items():
         fns = resources(template, "AWS::Lambda::Function")
         roles = [json.dumps(f["Properties"]["Role"]) for f in fns.values()]
@@ -401,7 +408,8 @@ def test_lambdas_are_bounded_and_each_has_its_own_role(synth):
             assert "AWSLambdaPowertoolsPythonV3" in json.dumps(props["Layers"])
             if name.endswith("-api"):
                 assert props["Timeout"] < 29, f"{logical}: API Gateway gives up at 29 s"
-                assert props["ReservedConcurrentExecutions"] >= 1
+                expected = reserved[name.removesuffix("-api")]
+                assert props.get("ReservedConcurrentExecutions") == expected, logical
         groups = resources(template, "AWS::Logs::LogGroup")
         assert all(g["Properties"].get("RetentionInDays") for g in groups.values()), name
 

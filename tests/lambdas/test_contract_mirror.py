@@ -15,6 +15,8 @@ def test_constants_are_the_same_on_both_sides():
     assert batch_contract.METRIC_FORMAT == contracts.METRIC_LINE_FORMAT
     assert batch_contract.SEARCH_ROW_PREFIX == contracts.SEARCH_ROW_PREFIX
     assert batch_contract.SEARCH_ROW_ITEMS == contracts.SEARCH_ROW_ITEMS
+    assert batch_contract.SESSION_OWNER_PREFIX == contracts.SESSION_OWNER_PREFIX
+    assert batch_contract.IDENTITY_RECORD_TYPE == contracts.IDENTITY_RECORD_TYPE
 
 
 @pytest.mark.parametrize("text", [

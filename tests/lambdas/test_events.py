@@ -89,7 +89,8 @@ def test_anonymous_events_are_kept_under_the_session(api_world):
     r = call("POST", "/events", {"trackingId": "t", "sessionId": "anon-session",
                                  "eventList": _events(["i5"], prefix="anon")})
     assert r.status == 200
-    assert _history(api_world, "anon-session") == ["i5"]
+    assert _history(api_world, contracts.session_owner("anon-session")) == ["i5"]
+    assert _history(api_world, "anon-session") == []
 
 
 def test_posting_events_changes_the_next_recommendations(api_live):
@@ -281,3 +282,93 @@ def test_a_retry_after_the_log_was_written_trains_one_interaction(api_world, mon
     assert sorted(mine) == [("r-item", 1_700_000_299.0), ("r-same", 1_700_000_300.0), ("r-same", 1_700_000_300.0)]
     assert loaded.report.duplicates >= 3 and loaded.report.bad_rows == 0
     assert loaded.report.to_json()["duplicates"] == loaded.report.duplicates
+
+
+def _anonymous(session, events, tracking="trk"):
+    return call("POST", "/events", {"trackingId": tracking, "sessionId": session, "eventList": events})
+
+
+def test_an_anonymous_session_named_like_a_user_leaves_that_user_alone(api_live):
+    """Finding 1: sessions and users are separate key spaces."""
+    victim = sup.sample_users(api_live.model_paths["batch_dir"])[1]["userId"]
+    history_before = _history(api_live, victim)
+    before = call("POST", "/recommendations", {"userId": victim, "numResults": 10})
+    assert before.status == 200 and history_before
+    stranger = [e["itemId"] for e in before.body["itemList"][:3]]
+    r = _anonymous(victim, _events(stranger, start=1_900_000_000, prefix="spoof"))
+    assert r.status == 200 and [e["status"] for e in r.body["eventResults"]] == ["ACCEPTED"] * 3
+    assert _history(api_live, victim) == history_before
+    after = call("POST", "/recommendations", {"userId": victim, "numResults": 10})
+    assert [e["itemId"] for e in after.body["itemList"]] == [e["itemId"] for e in before.body["itemList"]]
+    assert _history(api_live, contracts.session_owner(victim)) == stranger
+    logged = [row for row in api_live.logged_events() if row.get("event_id", "").startswith("spoof-")]
+    assert {row["user_id"] for row in logged} == {contracts.session_owner(victim)}
+
+
+def test_a_user_id_in_the_sessions_key_space_is_400(api_world):
+    r = _put(contracts.session_owner("x"), _events(["i1"], prefix="reserved"))
+    assert r.status == 400 and "userId" in r.body["message"] and "reserved" in r.body["message"]
+
+
+def test_a_later_event_with_both_ids_merges_the_session_once(api_world, tmp_path):
+    from recsys import data
+
+    session, user = "merge-session", "merge-user"
+    assert _put(user, _events(["u-old"], start=1_700_000_000, prefix="m-own"), session="other").status == 200
+    assert _anonymous(session, _events(["s1", "s2"], start=1_700_000_010, prefix="m-anon")).status == 200
+    assert _history(api_world, user) == ["u-old"]
+
+    login = _put(user, _events(["u1"], start=1_700_000_020, prefix="m-login"), session=session)
+    assert login.status == 200 and login.body["eventResults"][0]["status"] == "ACCEPTED"
+    assert _history(api_world, user) == ["u-old", "s1", "s2", "u1"]
+    assert api_world.user_row(contracts.session_owner(session))["mergedInto"] == {"S": user}
+
+    # once: more events with both ids, and a retry of the login request, add no session item again
+    assert _put(user, _events(["u2"], start=1_700_000_030, prefix="m-more"), session=session).status == 200
+    assert _put(user, _events(["u1"], start=1_700_000_020, prefix="m-login"), session=session).status == 200
+    assert _history(api_world, user) == ["u-old", "s1", "s2", "u1", "u2"]
+    # from then on, the session's anonymous events are the user's
+    later = _anonymous(session, _events(["s3"], start=1_700_000_040, prefix="m-after"))
+    assert later.status == 200 and later.body["eventResults"][0]["status"] == "ACCEPTED"
+    assert _history(api_world, user) == ["u-old", "s1", "s2", "u1", "u2", "s3"]
+    assert _history(api_world, contracts.session_owner(session)) == ["s1", "s2"]
+
+    logged = api_world.logged_events()
+    identities = [r for r in logged if r.get("record_type") == contracts.IDENTITY_RECORD_TYPE
+                  and r["session_id"] == session]
+    assert [(r["user_id"], r["session_owner"]) for r in identities] == [(user, contracts.session_owner(session))]
+    assert [r["user_id"] for r in logged if r.get("event_id") == "m-after-0"] == [user]
+    # training reads the session's earlier rows as the user's
+    for n, obj in enumerate(api_world.s3.list_objects_v2(Bucket=sup.BUCKET)["Contents"]):
+        (tmp_path / f"part-{n:04d}").write_bytes(api_world.s3.get_object(Bucket=sup.BUCKET, Key=obj["Key"])["Body"].read())
+    loaded = data.load_events(tmp_path)
+    mine = sorted(i for u, i in zip(loaded.user_ids, loaded.item_ids) if u == user)
+    assert mine == ["s1", "s2", "s3", "u-old", "u1", "u2"]
+    assert contracts.session_owner(session) not in set(loaded.user_ids)
+    assert loaded.report.merged_sessions >= 1 and loaded.report.bad_rows == 0
+
+
+def test_an_anonymous_event_racing_the_merge_is_merged_too(api_world):
+    """An anonymous event lands in the session between the merge's read and its transaction: the
+    session row's version cancels the merge, which re-reads and takes the new item too."""
+    session, user = "race-session", "race-user"
+    assert _anonymous(session, _events(["r1"], start=1_700_000_000, prefix="race-a")).status == 200
+    state = {"fired": 0}
+
+    def anonymous_writer(**_):
+        if state["fired"]:
+            return None
+        state["fired"] += 1
+        api_world.ddb.update_item(
+            TableName=sup.table(contracts.USERS), Key={"userId": {"S": contracts.session_owner(session)}},
+            UpdateExpression="SET recentItems = list_append(recentItems, :i), "
+                             "recentTimestamps = list_append(recentTimestamps, :t), version = version + :one",
+            ExpressionAttributeValues={":i": {"L": [{"S": "r2"}]}, ":t": {"L": [{"N": "1700000005"}]},
+                                       ":one": {"N": "1"}})
+        return None
+
+    aws.client("dynamodb").meta.events.register_first("before-call.dynamodb.TransactWriteItems", anonymous_writer)
+    r = _put(user, _events(["u1"], start=1_700_000_010, prefix="race-u"), session=session)
+    assert r.status == 200, r.body
+    assert state["fired"] == 1
+    assert _history(api_world, user) == ["r1", "r2", "u1"]

@@ -6,7 +6,7 @@ import gzip
 import json
 
 import pytest
-from recsys import data
+from recsys import batch_contract, data
 
 
 def write(path, text):
@@ -116,3 +116,22 @@ def test_training_logs_how_many_duplicates_it_dropped(tmp_path):
     events, _, _, summary = train.load_data(tmp_path / "e.jsonl", log=said.append)
     assert len(events) == 5 and summary["events_report"]["duplicates"] == 2
     assert any("dropped 2 duplicate event(s)" in line for line in said)
+
+
+def test_identity_records_make_a_sessions_rows_the_users_then_duplicates_drop(tmp_path):
+    prefix = batch_contract.SESSION_OWNER_PREFIX
+    rows = [{"user_id": prefix + "s1", "item_id": "a", "timestamp": 1, "event_id": "e1"},
+            {"user_id": "u1", "item_id": "b", "timestamp": 2, "event_id": "e2"},
+            {"record_type": "identity", "user_id": "u1", "session_id": "s1", "session_owner": prefix + "s1",
+             "timestamp": 3},
+            {"user_id": "u1", "item_id": "a", "timestamp": 1, "event_id": "e1"},  # the same event, re-logged
+            {"user_id": prefix + "s2", "item_id": "c", "timestamp": 4, "event_id": "e3"}]  # not merged
+    events = data.load_events(write(tmp_path / "log.jsonl", "\n".join(json.dumps(r) for r in rows)))
+    assert list(zip(events.user_ids, events.item_ids)) == [("u1", "a"), ("u1", "b"), (prefix + "s2", "c")]
+    assert events.report.merged_sessions == 1 and events.report.duplicates == 1 and events.report.bad_rows == 0
+
+
+def test_an_identity_record_without_its_fields_is_a_bad_row(tmp_path):
+    rows = [{"user_id": "u1", "item_id": "a", "timestamp": 1}] * 200 + [{"record_type": "identity", "user_id": "u1"}]
+    events = data.load_events(write(tmp_path / "log.jsonl", "\n".join(json.dumps(r) for r in rows)))
+    assert events.report.bad_rows == 1 and "identity record" in events.report.examples[0]
