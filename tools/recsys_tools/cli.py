@@ -17,11 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``recsys`` parser: the ML commands plus ``local`` and ``deploy``."""
     from recsys.cli import build_parser as build_ml_parser
 
+    from recsys_tools.deploy import add_parser as add_deploy
     from recsys_tools.local.cli import add_parser as add_local
 
     parser = build_ml_parser()
     sub = _subparsers(parser)
     add_local(sub)
+    add_deploy(sub)
     return parser
 
 
