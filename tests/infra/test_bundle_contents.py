@@ -16,7 +16,8 @@ from typing import Iterable, List
 
 import pytest
 from recsys_infra import images
-from recsys_infra.source_bundle import build_source_tarball
+from recsys_infra.container import SKLEARN_IMAGE
+from recsys_infra.source_bundle import build_code_bundle
 
 # Patterns over archive names; "*" never crosses a "/" (see _matches).
 ALLOWED = (
@@ -47,6 +48,11 @@ def missing_entry_points(names: Iterable[str]) -> List[str]:
     """The entry points (and the package root) absent from the archive."""
     present = set(names)
     return [n for n in ENTRY_POINTS if n not in present]
+
+
+def _bundle_of(src: Path, out: Path) -> Path:
+    """The bundle the app would build from ``src`` (wheels from the cache, generated requirements)."""
+    return build_code_bundle(src, out, SKLEARN_IMAGE.python_version, images.wheel_cache())
 
 
 def _members(tarball: Path) -> List[tarfile.TarInfo]:
@@ -113,15 +119,19 @@ def test_allow_list_accepts(name):
     assert disallowed([name]) == []
 
 
-@pytest.mark.parametrize("gone", ["train_retrieval.py", "train_ranker.py", "inference.py",
-                                  "requirements.txt"])
+def test_missing_entry_points_are_reported():
+    assert missing_entry_points(["recsys/__init__.py", "inference.py"]) == [
+        "train_retrieval.py", "train_ranker.py", "requirements.txt"]
+
+
+@pytest.mark.parametrize("gone", ["train_retrieval.py", "train_ranker.py", "inference.py"])
 def test_a_missing_entry_point_is_reported(tmp_path, gone):
     """A bundle built from a copy of ``sagemaker/`` without one entry point fails the check."""
     src = tmp_path / "sagemaker"
     shutil.copytree(images.SAGEMAKER_SOURCE_DIR, src,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (src / gone).unlink()
-    names = [m.name for m in _members(build_source_tarball(src, tmp_path / "b.tar.gz"))]
+    names = [m.name for m in _members(_bundle_of(src, tmp_path / "b.tar.gz"))]
     assert missing_entry_points(names) == [gone]
 
 
@@ -134,6 +144,6 @@ def test_a_stray_folder_in_sagemaker_is_caught(tmp_path):
     (src / "recsys" / "local" / "stack.py").write_text("import moto\n")
     (src / "tests").mkdir()
     (src / "tests" / "test_x.py").write_text("")
-    names = [m.name for m in _members(build_source_tarball(src, tmp_path / "b.tar.gz"))]
+    names = [m.name for m in _members(_bundle_of(src, tmp_path / "b.tar.gz"))]
     assert disallowed(names) == ["recsys/local/stack.py", "tests/test_x.py"]
     assert missing_entry_points(names) == []
