@@ -9,7 +9,7 @@ PORT ?= 8080
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install wheels install-bench lock test lint demo bench bench-quick synth fuzz soak clean
+.PHONY: install wheels install-bench lock test lint demo bench bench-quick synth preflight fuzz soak clean
 
 install: $(STAMP) wheels
 
@@ -50,6 +50,10 @@ demo: install
 
 synth: install
 	cd . && $(BIN)/python cdk/app.py
+
+# Read-only checks of the AWS account of your credentials before cdk deploy (ENV=prod for another).
+preflight: install
+	$(BIN)/recsys deploy preflight $(if $(ENV),--env $(ENV))
 
 bench: install-bench
 	$(BIN)/python -m bench.run --full
