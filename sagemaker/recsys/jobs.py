@@ -5,11 +5,16 @@ directory ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR`` for extra outputs, and hyperp
 ``--name value`` arguments. Metrics are printed as ``METRIC name=value`` lines (the regex
 ``METRIC name=([0-9.]+)`` picks them up). On failure the reason goes to ``/opt/ml/output/failure``
 (``SM_OUTPUT_DIR``), which SageMaker shows as the job's FailureReason, and the exit code is 1.
+
+Job 2 also copies the code it runs (its code directory: ``inference.py``, ``recsys/``,
+``requirements.txt``, ``wheels/``) into ``SM_MODEL_DIR/code``, SageMaker's layout for inference
+code inside ``model.tar.gz``: the network-isolated endpoint installs and runs exactly that code.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -111,11 +116,32 @@ def extract_model(channel: Path, into: Path) -> Path:
     return into
 
 
-def ranker_job(hyperparameters: Dict[str, str]) -> None:
+MODEL_CODE_DIR = "code"  # SageMaker's place for inference code inside model.tar.gz
+_NOT_CODE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".mypy_cache",
+                                   ".ruff_cache")
+
+
+def copy_code(code_dir: Path, model_dir: Path) -> Path:
+    """Copy the job's code directory into ``model_dir/code`` (replacing an earlier copy).
+
+    Raises:
+        FileNotFoundError: ``code_dir`` has no ``inference.py`` (not a bundle of this project).
+    """
+    code_dir, target = Path(code_dir), Path(model_dir) / MODEL_CODE_DIR
+    if not (code_dir / "inference.py").is_file():
+        raise FileNotFoundError(f"{code_dir} has no inference.py: not the recsys code directory")
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(code_dir, target, ignore=_NOT_CODE)
+    return target
+
+
+def ranker_job(hyperparameters: Dict[str, str], code_dir: Optional[Path] = None) -> None:
     """Job 2: the ranker on job 1's output -> the serving model + manifest + batch outputs.
 
     Stage 1 is refitted inside job 2 (without the ranker's targets) with job 1's own
     hyperparameters, read from its artifact, so both jobs need only their own settings.
+    ``code_dir`` (the entry point's folder) is copied into the model as ``code/``.
     """
     _, kparams = split_hyperparameters(hyperparameters)
     events_dir = _channel("events", required=True)
@@ -134,6 +160,8 @@ def ranker_job(hyperparameters: Dict[str, str]) -> None:
         _log(f"[data] {len(events):,} events, {seqs.n_users:,} users")
         final = fit_ranker(rec, seqs, rec.retrieval.params, kparams, _log)
     final.save(model_dir)
+    if code_dir is not None:
+        _log(f"[job] inference code {copy_code(code_dir, model_dir)} from {code_dir}")
     write_batch_output(final, seqs, output_dir, kparams.batch_k, log=_log, workers=kparams.workers)
     _log(f"[job] serving model {final.model_version} saved to {model_dir}")
 
@@ -142,5 +170,6 @@ def main_retrieval(argv: Optional[List[str]] = None) -> int:
     return _run(retrieval_job, sys.argv[1:] if argv is None else argv)
 
 
-def main_ranker(argv: Optional[List[str]] = None) -> int:
-    return _run(ranker_job, sys.argv[1:] if argv is None else argv)
+def main_ranker(argv: Optional[List[str]] = None, code_dir: Optional[Path] = None) -> int:
+    """Job 2's entry point; ``code_dir`` (``train_ranker.py``'s folder) goes into the model."""
+    return _run(lambda hps: ranker_job(hps, code_dir), sys.argv[1:] if argv is None else argv)

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
 
-from . import graphs
+from . import graphs, hnsw_format
 from .parallel import worker_count
 
 SOURCES = ("ann", "recent", "covisit", "knn", "ease", "popular", "trending")
@@ -175,7 +175,7 @@ class RetrievalModel:
         sp.save_npz(d / "knn.npz", self.knn)
         sp.save_npz(d / "ease.npz", self.ease)
         if self.index is not None:
-            self.index.save_index(str(d / "hnsw.bin"))
+            hnsw_format.save(self.index, d / "hnsw.bin")  # one layout for both hnswlib builds
         meta = {
             "params": asdict(self.params),
             "refs": self.refs,
@@ -193,7 +193,7 @@ class RetrievalModel:
         index = None
         if (d / "hnsw.bin").exists() and meta["index_count"] > 0:
             index = hnswlib.Index(space="ip", dim=embeddings.shape[1])
-            index.load_index(str(d / "hnsw.bin"), max_elements=meta["index_count"])
+            hnsw_format.load(index, d / "hnsw.bin", max_elements=meta["index_count"])
             index.set_num_threads(1)  # one request at a time per worker; batch jobs raise it
         return cls(
             params, embeddings, index,

@@ -43,8 +43,12 @@ DEFAULT_ACCEPT = "application/json"
 RUNTIME_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 
 
-def default_inference_path() -> Path:
-    """``sagemaker/inference.py`` next to the ``recsys`` package (the file SageMaker runs)."""
+def default_inference_path(model_dir: Optional[Path] = None) -> Path:
+    """The inference script SageMaker would run: the model's own ``code/inference.py`` (training
+    job 2 puts the code there; the endpoint's SAGEMAKER_SUBMIT_DIRECTORY is /opt/ml/model/code),
+    else ``sagemaker/inference.py`` next to the ``recsys`` package (models without code/)."""
+    if model_dir is not None and (Path(model_dir) / "code" / "inference.py").is_file():
+        return Path(model_dir).resolve() / "code" / "inference.py"
     import recsys
 
     return Path(recsys.__file__).resolve().parent.parent / "inference.py"
@@ -325,7 +329,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recsys_tools.local.endpoint")
     parser.add_argument("--model-dir", required=True, help="the extracted model (SM_MODEL_DIR)")
     parser.add_argument("--inference", default=None,
-                        help="inference script (default: sagemaker/inference.py)")
+                        help="inference script (default: the model's code/inference.py, "
+                             "else sagemaker/inference.py)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port")
     parser.add_argument("--workers", type=int, default=2)
@@ -337,7 +342,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("--workers must be at least 1")
     parent_pid = os.getppid()
     die_with_parent(watch_thread=False)  # no thread before fork(): we poll the parent instead
-    inference = Path(args.inference) if args.inference else default_inference_path()
+    inference = Path(args.inference) if args.inference else default_inference_path(Path(args.model_dir))
     if not inference.is_file():
         print(f"error: inference script not found: {inference}", flush=True)
         return 1

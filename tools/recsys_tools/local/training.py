@@ -6,6 +6,12 @@ its hyperparameters as ``--name value`` arguments. Job 1's model folder is tarre
 ``model.tar.gz`` and handed to job 2 as the ``retrieval`` channel; job 2's ``model.tar.gz`` is
 extracted into the folder the endpoint serves (its ``/opt/ml/model``), as SageMaker does.
 
+The code reaches the jobs as it does network-isolated SageMaker jobs: a ``sourcedir.tar.gz`` in
+the ``code`` channel, unpacked into the job's ``code/`` (the container's ``/opt/ml/code``), its
+``requirements.txt`` (if any) installed with ``pip install -r``, the entry point run from there.
+The stack's bundle is ``sagemaker/`` alone (the stack's interpreter already has the packages);
+job 2 copies that code into its model as ``code/``, which the local endpoint then runs.
+
 A finished run is stored under ``<work dir>/runs/<key>``, where the key hashes the input files,
 the hyperparameters and the code version (the training code's own files), and is reused while
 none of them changes.
@@ -17,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import time
@@ -192,6 +199,32 @@ def job_environment(job_dir: Path, channels: list[str], hyperparameters: Mapping
     return env
 
 
+CODE_CHANNEL = "code"
+
+
+def install_code(job_dir: Path, python: str, env: Mapping[str, str]) -> Path:
+    """The training toolkit's part: unpack the ``code`` channel's tarball into ``job_dir/code``
+    and ``pip install -r requirements.txt`` there when the bundle has one.
+
+    Raises:
+        TrainingFailed: no single tarball in the channel, or pip failed (its last lines).
+    """
+    channel = job_dir / "input" / "data" / CODE_CHANNEL
+    bundles = sorted(p for p in channel.iterdir() if p.is_file() and tarfile.is_tarfile(p))
+    if len(bundles) != 1:
+        raise TrainingFailed(f"{channel}: expected one code tarball, found {len(bundles)}")
+    code_dir = extract_tarball(bundles[0], job_dir / "code")
+    if (code_dir / "requirements.txt").is_file():
+        done = subprocess.run(  # noqa: S603 - the job's own interpreter
+            [python, "-m", "pip", "install", "--disable-pip-version-check", "-r", "requirements.txt"],
+            cwd=code_dir, env=dict(env), capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+            raise TrainingFailed(f"installing {code_dir / 'requirements.txt'} failed "
+                                 f"(status {done.returncode}):\n" + "\n".join(tail))
+    return code_dir
+
+
 def run_job(
     name: str,
     script: Path,
@@ -200,11 +233,22 @@ def run_job(
     hyperparameters: Mapping[str, str],
     echo: bool = True,
     out: Optional[IO[str]] = None,
+    python: Optional[str] = None,
+    base_env: Optional[Mapping[str, str]] = None,
 ) -> Path:
     """Run one training job as SageMaker would; returns its model folder.
 
+    With a ``code`` channel, the code is installed from it (:func:`install_code`) and
+    ``script.name`` runs from the unpacked folder; without one, ``script`` runs where it is.
+
+    Args:
+        python: The container's interpreter (default: the stack's).
+        base_env: The container's environment before the ``SM_*`` variables (default: the
+            stack's own, see ``python_child_env``).
+
     Raises:
-        TrainingFailed: the script exited non-zero (message: the job, status and last output).
+        TrainingFailed: the script exited non-zero (message: the job, status and last output),
+            or its code could not be installed.
     """
     for sub in ("model", "output/data", "output/intermediate", "input/config"):
         (job_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -212,10 +256,17 @@ def run_job(
         fetch(channel, job_dir / "input" / "data" / channel)
     (job_dir / "input" / "config" / "hyperparameters.json").write_text(
         json.dumps(dict(hyperparameters), indent=2))
-    argv = [sys.executable, str(script)]
+    python = python or sys.executable
+    sm_env = job_environment(job_dir, list(channels), hyperparameters, name)
+    if base_env is None:
+        env = python_child_env(sm_env)
+    else:
+        env = {**base_env, "PYTHONUNBUFFERED": "1", **sm_env}
+    if CODE_CHANNEL in channels:
+        script = install_code(job_dir, python, env) / script.name
+    argv = [python, str(script)]
     for key, value in hyperparameters.items():
         argv += [f"--{key}", str(value)]
-    env = python_child_env(job_environment(job_dir, list(channels), hyperparameters, name))
     child = Child(name, argv, env=env, cwd=str(script.parent), echo=echo, out=out).start()
     try:
         status = child.run_to_end()
@@ -235,6 +286,9 @@ def train(
     echo: bool = True,
     out: Optional[IO[str]] = None,
     force: bool = False,
+    code_bundle: Optional[Path] = None,
+    python: Optional[str] = None,
+    base_env: Optional[Mapping[str, str]] = None,
 ) -> TrainedModel:
     """Reuse the stored run for these inputs or run both jobs.
 
@@ -245,6 +299,9 @@ def train(
             the stack passes S3 downloads from the embedded AWS.
         echo: stream the jobs' output.
         force: train even when a stored run matches.
+        code_bundle: the ``code`` channel's tarball (default: ``sagemaker/`` packed as the app
+            packs it, without wheels: the stack's interpreter has the packages).
+        python: the jobs' interpreter (default: the stack's); ``base_env``: their environment.
     """
     from recsys_lambdas import contracts
 
@@ -266,10 +323,16 @@ def train(
     else:
         sources.pop(contracts.TRAINING_CHANNEL_ITEMS, None)
     scripts = sagemaker_dir()
+    if code_bundle is None:
+        from recsys_infra.source_bundle import build_source_tarball
+
+        code_bundle = build_source_tarball(scripts, run_dir / "sourcedir.tar.gz")
+    sources[CODE_CHANNEL] = _copy_channel(Path(code_bundle))
     stamp_time = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
 
     retrieval_dir = run_job(f"train-retrieval-{stamp_time}", scripts / "train_retrieval.py",
-                            run_dir / "retrieval", sources, inputs.hyperparameters, echo, out)
+                            run_dir / "retrieval", sources, inputs.hyperparameters, echo, out,
+                            python=python, base_env=base_env)
     retrieval_tar = make_tarball(retrieval_dir, run_dir / "retrieval" / "model.tar.gz")
 
     def fetch_retrieval(channel: str, dest: Path) -> None:
@@ -279,7 +342,8 @@ def train(
     ranker_sources = dict(sources)
     ranker_sources[contracts.TRAINING_CHANNEL_RETRIEVAL] = fetch_retrieval
     ranker_dir = run_job(f"train-ranker-{stamp_time}", scripts / "train_ranker.py",
-                         run_dir / "ranker", ranker_sources, inputs.hyperparameters, echo, out)
+                         run_dir / "ranker", ranker_sources, inputs.hyperparameters, echo, out,
+                         python=python, base_env=base_env)
     ranker_tar = make_tarball(ranker_dir, run_dir / "ranker" / "model.tar.gz")
     model_dir = extract_tarball(ranker_tar, run_dir / "serving" / "model")
 
