@@ -6,6 +6,7 @@ packages ended up in ``sys.modules``.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -69,3 +70,31 @@ def test_recsys_has_no_local_subpackage():
     """The local stack lives in recsys_tools, outside the container bundle's sagemaker/ folder."""
     assert not (REPO / "sagemaker" / "recsys" / "local").exists()
     assert (REPO / "tools" / "recsys_tools" / "local" / "stack.py").is_file()
+
+
+def _imported_roots(path: Path) -> set:
+    """Top-level packages named by every import statement of a file, at any depth (lazy
+    imports inside functions included)."""
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_no_file_shipped_to_sagemaker_imports_aws_or_dev_packages_even_lazily():
+    """Every .py under sagemaker/ (the container bundle): no import of a forbidden package in
+    any function body either, which the sys.modules check above cannot see."""
+    files = sorted((REPO / "sagemaker").rglob("*.py"))
+    assert REPO / "sagemaker" / "recsys" / "model.py" in files
+    offenders = {str(f.relative_to(REPO)): sorted(_imported_roots(f) & set(FORBIDDEN))
+                 for f in files if _imported_roots(f) & set(FORBIDDEN)}
+    assert offenders == {}
+
+
+def test_static_check_sees_lazy_imports(tmp_path):
+    sample = tmp_path / "x.py"
+    sample.write_text("def f():\n    import boto3\n    from recsys_tools.local import stack\n")
+    assert {"boto3", "recsys_tools"} <= _imported_roots(sample)
