@@ -87,6 +87,16 @@ def pipeline_functions(
         functions[name].role.add_to_policy(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[models_objects])
         )
+        # Without ListBucket S3 answers a missing key with 403 AccessDenied, not NoSuchKey:
+        # the gate could never read "no model serves yet" (models/serving.json is absent until
+        # the first promotion), nor either step name a missing output.tar.gz.
+        functions[name].role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[artifacts_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{contracts.MODELS_PREFIX}*"]}},
+            )
+        )
         acknowledge_policy(
             functions[name].role,
             finding("AwsSolutions-IAM5", models_objects, stack),
@@ -116,13 +126,25 @@ def pipeline_functions(
             service="cloudformation", resource="stack", resource_name=f"{serving_stack_name}/*"
         )
         functions["promote"].role.add_to_policy(
+            iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[stack_arn])
+        )
+        # Only through the deploy role: an UpdateStack without RoleARN would run as the role
+        # the stack was last deployed with (cdk deploy's, admin-like).
+        functions["promote"].role.add_to_policy(
             iam.PolicyStatement(
-                actions=["cloudformation:DescribeStacks", "cloudformation:UpdateStack"],
+                actions=["cloudformation:UpdateStack"],
                 resources=[stack_arn],
+                conditions={"StringEquals": {"cloudformation:RoleArn": deploy_role.role_arn}},
             )
         )
         functions["promote"].role.add_to_policy(
-            iam.PolicyStatement(actions=["iam:PassRole"], resources=[deploy_role.role_arn])
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[deploy_role.role_arn],
+                conditions={
+                    "StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}
+                },
+            )
         )
         acknowledge_policy(
             functions["promote"].role,

@@ -159,9 +159,32 @@ def serving_deploy_role(
                 "sagemaker:DeleteEndpoint",
                 "sagemaker:AddTags",
                 "sagemaker:ListTags",
+                # Application Auto Scaling's prerequisite for RegisterScalableTarget on a
+                # variant: the caller itself may resize it.
+                "sagemaker:UpdateEndpointWeightsAndCapacities",
             ],
             resources=[endpoint],
         )
+    )
+    # ...and may manage the target-tracking alarms the scaling policy creates (named
+    # TargetTracking-endpoint/<endpoint>/variant/<variant>-AlarmHigh/Low-<id>).
+    tracking_alarms = stack.format_arn(
+        service="cloudwatch",
+        resource="alarm",
+        resource_name=f"TargetTracking-endpoint/{cfg.endpoint_name}/*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"],
+            resources=[tracking_alarms],
+        )
+    )
+    acknowledge_policy(
+        role,
+        finding("AwsSolutions-IAM5", tracking_alarms, stack),
+        "Application Auto Scaling names its target-tracking alarms with a generated suffix; "
+        "the prefix names this endpoint only.",
     )
     role.add_to_policy(
         iam.PolicyStatement(

@@ -232,9 +232,11 @@ def _put_all(
     records: Iterable[Mapping[str, Any]],
     to_row: Callable[[Mapping[str, Any], str], dict[str, Any]],
     where: str,
+    key: str,
 ) -> int:
     count = 0
-    key = table.key_schema[0]["AttributeName"]
+    # The key comes from the contract: ``table.key_schema`` would cost a DescribeTable call,
+    # which the function's role (item actions only) is not allowed.
     with table.batch_writer(overwrite_by_pkeys=[key]) as writer:
         for index, record in enumerate(records):
             if not isinstance(record, Mapping):
@@ -287,11 +289,15 @@ def load_records(
         if name == "users":
             counts[name] = _load_users(table, rows, now, where)
         elif name == "items":
-            counts[name] = _put_all(table, rows, item_row, where)
+            counts[name] = _put_all(table, rows, item_row, where, spec.partition_key)
         else:
             expires = int(now) + contracts.BATCH_TTL_DAYS * 86400
             counts[name] = _put_all(
-                table, rows, functools.partial(recommendation_row, expires_at=expires), where
+                table,
+                rows,
+                functools.partial(recommendation_row, expires_at=expires),
+                where,
+                spec.partition_key,
             )
     return counts
 

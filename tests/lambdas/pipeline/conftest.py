@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from pipeline_support import BUCKET, PREFIX, REGION
+from pipeline_support import BUCKET, DEPLOY_ROLE, PREFIX, REGION, STACK
 from recsys_lambdas import contracts
 
 
@@ -22,6 +22,17 @@ def pipeline_aws(monkeypatch) -> Iterator[dict[str, Any]]:
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(var, value)
+    # The environment the deployed functions have (names as the tests use them): how the IAM check
+    # (tests/infra/test_iam_policies.py) maps the names in recorded calls to deployed resources.
+    for var, value in {
+        "ARTIFACTS_BUCKET": BUCKET,
+        "SERVING_STACK_NAME": STACK,
+        "SERVING_DEPLOY_ROLE_ARN": DEPLOY_ROLE,
+        contracts.ENV_USERS_TABLE: contracts.table_name(PREFIX, contracts.USERS),
+        contracts.ENV_ITEMS_TABLE: contracts.table_name(PREFIX, contracts.ITEMS),
+        contracts.ENV_BATCH_TABLE: contracts.table_name(PREFIX, contracts.BATCH_RECOMMENDATIONS),
     }.items():
         monkeypatch.setenv(var, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)

@@ -13,6 +13,8 @@ from recsys_lambdas import contracts
 REGION = "us-east-1"
 PREFIX = "recsys-test"
 BUCKET = "recsys-test-artifacts"
+STACK = "recsys-test-serving"
+DEPLOY_ROLE = "arn:aws:iam::123456789012:role/deploy"
 
 
 def manifest(ndcg: float, version: str = "v1") -> dict[str, Any]:

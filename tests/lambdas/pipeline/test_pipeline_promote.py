@@ -8,10 +8,9 @@ import json
 import boto3
 import pytest
 from botocore.stub import Stubber
-from pipeline_support import BUCKET, REGION, manifest
+from pipeline_support import BUCKET, DEPLOY_ROLE, REGION, STACK, manifest
 from recsys_lambdas.pipeline import artifacts, gate, promote
 
-STACK = "recsys-test-serving"
 # The serving stack's parameters as recsys_infra.serving declares them, plus CDK's bootstrap one;
 # a wait-condition handle stands in for the endpoint resources (moto cannot create endpoints
 # through CloudFormation).
@@ -56,7 +55,7 @@ def params(cfn) -> dict:
 
 def test_promotion_updates_the_model_parameter_and_keeps_the_others(pipeline_aws, serving_stack):
     cfn, s3 = serving_stack, pipeline_aws["s3"]
-    started = promote.start(cfn, s3, stack_name=STACK, bucket=BUCKET, candidate=candidate())
+    started = promote.start(cfn, s3, stack_name=STACK, bucket=BUCKET, candidate=candidate(), role_arn=DEPLOY_ROLE)
     assert started["status"] in (promote.IN_PROGRESS, promote.SUCCEEDED)
     assert params(cfn) == {
         "ModelDataUrl": candidate()["modelDataUrl"],
@@ -75,7 +74,7 @@ def test_promotion_updates_the_model_parameter_and_keeps_the_others(pipeline_aws
 
 def test_the_next_gate_compares_against_the_promoted_model(pipeline_aws, serving_stack):
     cfn, s3 = serving_stack, pipeline_aws["s3"]
-    promote.start(cfn, s3, stack_name=STACK, bucket=BUCKET, candidate=candidate())
+    promote.start(cfn, s3, stack_name=STACK, bucket=BUCKET, candidate=candidate(), role_arn=DEPLOY_ROLE)
     promote.check(cfn, s3, stack_name=STACK, bucket=BUCKET, candidate=candidate())
     decision = gate.decide(
         manifest(0.2), artifacts.read_serving_record(s3, BUCKET)["manifest"], 0.01
@@ -85,7 +84,7 @@ def test_the_next_gate_compares_against_the_promoted_model(pipeline_aws, serving
 
 def test_check_reports_a_stack_that_serves_another_model_as_failed(pipeline_aws, serving_stack):
     cfn, s3 = serving_stack, pipeline_aws["s3"]
-    promote.start(cfn, s3, stack_name=STACK, bucket=BUCKET, candidate=candidate())
+    promote.start(cfn, s3, stack_name=STACK, bucket=BUCKET, candidate=candidate(), role_arn=DEPLOY_ROLE)
     other = candidate(f"s3://{BUCKET}/models/other/output/model.tar.gz")
     out = promote.check(cfn, s3, stack_name=STACK, bucket=BUCKET, candidate=other)
     assert out["status"] == promote.FAILED
@@ -220,7 +219,7 @@ def test_update_uses_the_deploy_role_and_treats_no_change_as_done(pipeline_aws):
                     {"ParameterKey": "ModelVersion", "ParameterValue": "v9"},
                 ],
                 "Capabilities": ["CAPABILITY_IAM"],
-                "RoleARN": "arn:aws:iam::123456789012:role/deploy",
+                "RoleARN": DEPLOY_ROLE,
             },
         )
         out = promote.start(
@@ -229,7 +228,7 @@ def test_update_uses_the_deploy_role_and_treats_no_change_as_done(pipeline_aws):
             stack_name=STACK,
             bucket=BUCKET,
             candidate=candidate(),
-            role_arn="arn:aws:iam::123456789012:role/deploy",
+            role_arn=DEPLOY_ROLE,
         )
     assert out["status"] == promote.SUCCEEDED
     assert artifacts.read_serving_record(pipeline_aws["s3"], BUCKET)["modelVersion"] == "v9"
@@ -238,7 +237,7 @@ def test_update_uses_the_deploy_role_and_treats_no_change_as_done(pipeline_aws):
 def test_handler_dispatches_on_action(pipeline_aws, serving_stack, monkeypatch):
     monkeypatch.setenv(promote.ENV_ARTIFACTS_BUCKET, BUCKET)
     monkeypatch.setenv(promote.ENV_SERVING_STACK, STACK)
-    monkeypatch.setenv(promote.ENV_CFN_ROLE_ARN, "")
+    monkeypatch.setenv(promote.ENV_CFN_ROLE_ARN, DEPLOY_ROLE)
     promote.handler({"action": "start", "candidate": candidate()})
     assert (
         promote.handler({"action": "check", "candidate": candidate()})["status"]
