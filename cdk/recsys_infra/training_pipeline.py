@@ -23,6 +23,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -300,11 +301,29 @@ class TrainingPipeline(Construct):
                 "Schedule",
                 description=f"{cfg.prefix}: retrain on {cfg.training.schedule}",
                 schedule=events.Schedule.expression(cfg.training.schedule),
-                targets=[targets.SfnStateMachine(self.state_machine)],
+                targets=[targets.SfnStateMachine(self.state_machine, role=self._schedule_role(cfg))],
             )
         self._acknowledge(stack)
 
     # --- building blocks ------------------------------------------------------------------
+
+    def _schedule_role(self, cfg: EnvironmentConfig) -> iam.Role:
+        """The role EventBridge starts executions with, for this deployment's rules only
+        (CloudFormation names the rule ``<stack name>-...``; stack names start with the prefix)."""
+        stack = Stack.of(self)
+        rules = stack.format_arn(service="events", resource="rule", resource_name=f"{cfg.prefix}-*")
+        return iam.Role(
+            self,
+            "ScheduleRole",
+            assumed_by=iam.ServicePrincipal(
+                "events.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {"aws:SourceArn": rules},
+                },
+            ),
+            description=f"{cfg.prefix}: EventBridge starts the training pipeline on its schedule",
+        )
 
     def _input_checks(self, events_bucket: s3.IBucket, failed: sfn.Fail) -> InputChecks:
         """List one object under events/ and items/ before any training job starts: an empty

@@ -162,8 +162,14 @@ def test_service_principals_act_only_for_this_account(synth):
             elif res["Type"] == "AWS::IAM::Role":
                 trust = res["Properties"]["AssumeRolePolicyDocument"]["Statement"]
                 for st in trust:
-                    if st["Principal"].get("Service") == "sagemaker.amazonaws.com":
+                    service = st["Principal"].get("Service")
+                    if service in ("sagemaker.amazonaws.com", "states.amazonaws.com"):
                         assert st["Condition"]["StringEquals"]["aws:SourceAccount"], logical
+                        checked += 1
+                    if service == "events.amazonaws.com":
+                        assert st["Condition"]["StringEquals"]["aws:SourceAccount"], logical
+                        source = json.dumps(st["Condition"]["ArnLike"]["aws:SourceArn"])
+                        assert ":rule/recsys-" in source, logical
                         checked += 1
     assert checked >= 20
 
