@@ -84,6 +84,7 @@ ENV_IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
 ENV_ENDPOINT_NAME = "ENDPOINT_NAME"  # empty in batch mode: no endpoint is deployed
 ENV_EVENTS_STREAM = "EVENTS_DELIVERY_STREAM"  # Firehose delivery stream -> events bucket
 ENV_SERVING_MODE = "SERVING_MODE"  # "realtime" | "batch"
+ENV_EVENTS_MAX_CLOCK_SKEW_S = "EVENTS_MAX_CLOCK_SKEW_SECONDS"  # PutEvents: how far sentAt may be ahead
 ENV_ENDPOINT_TIMEOUT_S = "ENDPOINT_TIMEOUT_SECONDS"
 ENV_AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"  # set by the local stack (moto server)
 ENV_SAGEMAKER_ENDPOINT_URL = "SAGEMAKER_RUNTIME_ENDPOINT_URL"  # set by the local stack

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -23,8 +23,9 @@ BACKOFF_S = 0.05
 
 
 def log_record(event: Dict[str, Any], *, user_id: str, session_id: str, tracking_id: str,
-               received_at: float) -> Dict[str, Any]:
-    """One training-log row for a validated PutEvents event."""
+               received_at: float, client_sent_at: Optional[float] = None) -> Dict[str, Any]:
+    """One training-log row for a validated PutEvents event (``client_sent_at``: the client's
+    ``sentAt`` when the server clamped it to the receipt time)."""
     row: Dict[str, Any] = {
         "user_id": user_id,
         "item_id": event["itemId"],
@@ -35,6 +36,8 @@ def log_record(event: Dict[str, Any], *, user_id: str, session_id: str, tracking
         "tracking_id": tracking_id,
         "received_at": round(received_at, 3),
     }
+    if client_sent_at is not None:
+        row["client_sent_at"] = client_sent_at
     for src, dst in (("eventValue", "event_value"), ("recommendationId", "recommendation_id"),
                      ("impression", "impression"), ("properties", "properties")):
         if src in event:

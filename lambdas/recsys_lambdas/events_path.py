@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,16 +26,24 @@ MAX_HISTORY_TX_ATTEMPTS = 5
 
 @dataclass
 class EventOutcome:
+    """One event's answer: its id, its status and what the server did beyond the status."""
+
     event_id: str
     status: str = "PENDING"  # ACCEPTED | DUPLICATE | FAILED
     error_code: str = ""
     error_message: str = ""
+    in_history: bool = True  # False: logged for training, but older than the real-time history
+    notes: List[str] = field(default_factory=list)
 
-    def to_json(self) -> Dict[str, str]:
-        out = {"eventId": self.event_id, "status": self.status}
+    def to_json(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"eventId": self.event_id, "status": self.status}
         if self.status == "FAILED":
             out["errorCode"] = self.error_code
             out["errorMessage"] = self.error_message
+        if self.status == "ACCEPTED" and not self.in_history:
+            out["inHistory"] = False
+        if self.notes and self.status != "DUPLICATE":
+            out["message"] = "; ".join(self.notes)
         return out
 
 
@@ -121,8 +129,10 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
         now = deps.clock()
         owner = user_id or session.merged_into or session_key
         merge = bool(user_id) and session.exists and session.merged_into is None
+        sent_at = {p: _clamp_sent_at(events[p], outcomes[p], now, settings.max_clock_skew_s) for p in todo}
         rows = [events_log.log_record(events[p], user_id=owner, session_id=session_id,
-                                      tracking_id=tracking_id, received_at=now) for p in todo]
+                                      tracking_id=tracking_id, received_at=now, client_sent_at=sent_at[p])
+                for p in todo]
         if merge:
             rows.append(events_log.identity_record(user_id=user_id, session_id=session_id,
                                                    session_owner=session_key, tracking_id=tracking_id,
@@ -155,6 +165,19 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
             retry_after_s=1,
             extra={"eventResults": [o.to_json() for o in outcomes], "failedEventCount": failed})
     return outcomes
+
+
+def _clamp_sent_at(event: Dict[str, Any], outcome: EventOutcome, now: float, skew_s: float) -> Any:
+    """Clamp a ``sentAt`` more than ``skew_s`` ahead of the receipt time ``now`` to ``now`` (said
+    in the event's answer); return the client's value when it was clamped, else None."""
+    sent = float(event["sentAt"])
+    if sent <= now + skew_s:
+        return None
+    event["sentAt"] = round(now, 3)
+    outcome.notes.append(
+        f"sentAt {sent:.3f} is {sent - now:.0f} s ahead of the server's clock "
+        f"(at most {skew_s:.0f} s allowed): recorded at the receipt time {now:.3f}")
+    return sent
 
 
 @dataclass
@@ -202,6 +225,9 @@ def _record_history(deps: Deps, owners: _Owners, tracking_id: str, events: List[
         if merging and session is not None:
             new = list(zip(session.items, session.timestamps)) + new
         items, stamps = feature_store.merge_history(before.items, before.timestamps, new)
+        offset = len(new) - len(pending)  # the merged session's pairs come first
+        too_old = [pending[n - offset] for n in feature_store.dropped_from_history(before.timestamps, new)
+                   if n >= offset]
         tx = [feature_store.history_update(settings.users_table, owner, before, items, stamps, now)]
         for p in pending:
             tx.append({"Put": {
@@ -221,6 +247,11 @@ def _record_history(deps: Deps, owners: _Owners, tracking_id: str, events: List[
             feature_store.with_backoff(write, what=f"DynamoDB table {settings.users_table}", sleep=deps.sleep)
             for p in pending:
                 outcomes[p].status = "ACCEPTED"
+            for p in too_old:
+                outcomes[p].in_history = False
+                outcomes[p].notes.append(
+                    f"older than the owner's newest {contracts.MAX_RECENT_ITEMS} events: logged for "
+                    "training, not in the real-time history")
             owners.merged = merging
             return
         except ServiceUnavailable as exc:

@@ -235,6 +235,15 @@ def merge_history(old_items: Sequence[str], old_ts: Sequence[float],
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def dropped_from_history(old_ts: Sequence[float], new: Sequence[Tuple[str, float]],
+                         limit: int = contracts.MAX_RECENT_ITEMS) -> List[int]:
+    """Indices of ``new`` pairs that :func:`merge_history` cuts off (older than the newest ``limit``)."""
+    tagged = [(t, -1) for t in old_ts] + [(t, n) for n, (_, t) in enumerate(new)]
+    tagged.sort(key=lambda p: p[0])  # stable, as merge_history
+    cut = max(0, len(tagged) - limit)
+    return sorted(n for _, n in tagged[:cut] if n >= 0)
+
+
 def _n(value: float) -> Dict[str, str]:
     text = repr(float(value))
     return {"N": text[:-2] if text.endswith(".0") else text}

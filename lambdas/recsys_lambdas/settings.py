@@ -25,6 +25,9 @@ FIREHOSE_BUDGET_S = 4.0  # no new PutRecordBatch round starts after this (events
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_NUM_RESULTS = 25  # Amazon Personalize's default
 IDEMPOTENCY_TTL_DAYS = 30  # a retried event older than this is accepted again
+# A PutEvents sentAt more than this ahead of the receipt time is clamped to the receipt time
+# (a client clock far ahead would otherwise pin the item as the "most recent" for ever).
+DEFAULT_MAX_CLOCK_SKEW_S = 300.0
 
 ENV_NAMED_FILTERS = "NAMED_FILTERS"  # JSON: {name: filter}; see named_filters()
 
@@ -44,6 +47,7 @@ class Settings:
     aws_endpoint_url: Optional[str]
     sagemaker_endpoint_url: Optional[str]
     named_filters: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
 
     @property
     def realtime(self) -> bool:
@@ -68,6 +72,13 @@ class Settings:
             raise ValueError(f"{contracts.ENV_ENDPOINT_TIMEOUT_S} must be a number of seconds, got {raw_timeout!r}") from None
         if not 0 < timeout <= 20:
             raise ValueError(f"{contracts.ENV_ENDPOINT_TIMEOUT_S} must be in (0, 20] seconds, got {timeout}")
+        raw_skew = env.get(contracts.ENV_EVENTS_MAX_CLOCK_SKEW_S, "") or str(DEFAULT_MAX_CLOCK_SKEW_S)
+        try:
+            skew = float(raw_skew)
+        except ValueError:
+            raise ValueError(f"{contracts.ENV_EVENTS_MAX_CLOCK_SKEW_S} must be a number of seconds, got {raw_skew!r}") from None
+        if not 0 <= skew <= 86400:
+            raise ValueError(f"{contracts.ENV_EVENTS_MAX_CLOCK_SKEW_S} must be in [0, 86400] seconds, got {skew}")
         return cls(
             users_table=env.get(contracts.ENV_USERS_TABLE, ""),
             items_table=env.get(contracts.ENV_ITEMS_TABLE, ""),
@@ -80,6 +91,7 @@ class Settings:
             aws_endpoint_url=env.get(contracts.ENV_AWS_ENDPOINT_URL) or None,
             sagemaker_endpoint_url=env.get(contracts.ENV_SAGEMAKER_ENDPOINT_URL) or None,
             named_filters=named_filters(env.get(ENV_NAMED_FILTERS, "")),
+            max_clock_skew_s=skew,
         )
 
     def require(self, *names: str) -> None:

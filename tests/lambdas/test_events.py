@@ -372,3 +372,55 @@ def test_an_anonymous_event_racing_the_merge_is_merged_too(api_world):
     assert r.status == 200, r.body
     assert state["fired"] == 1
     assert _history(api_world, user) == ["r1", "r2", "u1"]
+
+
+def test_a_sent_at_far_ahead_is_clamped_to_the_receipt_time_and_said_so(api_world):
+    """Finding 5: a sentAt in the year 3000 no longer stays the user's "most recent" item."""
+    import time as _time
+
+    user = "future-user"
+    before = _time.time()
+    r = _put(user, [{"eventId": "fut-0", "eventType": "click", "itemId": "from-3000", "sentAt": 32_503_679_999},
+                    {"eventId": "fut-1", "eventType": "click", "itemId": "now-ish", "sentAt": before + 60}])
+    assert r.status == 200, r.body
+    clamped, fine = r.body["eventResults"]
+    assert clamped["status"] == "ACCEPTED" and "ahead of the server's clock" in clamped["message"]
+    assert "300 s allowed" in clamped["message"] and "message" not in fine  # 60 s ahead is within the skew
+    stamps = [float(v["N"]) for v in api_world.user_row(user)["recentTimestamps"]["L"]]
+    assert before <= stamps[0] <= _time.time() + 1 and stamps[1] == round(before + 60, 3)
+    assert _put(user, _events(["later"], start=int(before) + 120, prefix="fut-later")).status == 200
+    assert _history(api_world, user) == ["from-3000", "now-ish", "later"]  # it ages like any event
+    row = next(x for x in api_world.logged_events() if x.get("event_id") == "fut-0")
+    assert row["client_sent_at"] == 32_503_679_999 and before <= row["timestamp"] <= _time.time() + 1
+
+
+def test_the_clock_skew_allowance_is_configurable(api_world, monkeypatch):
+    import time as _time
+
+    sup.set_env(monkeypatch, **{contracts.ENV_EVENTS_MAX_CLOCK_SKEW_S: "5"})
+    r = _put("skew-user", [{"eventId": "skew-0", "eventType": "click", "itemId": "i", "sentAt": _time.time() + 60}])
+    assert r.status == 200 and "at most 5 s allowed" in r.body["eventResults"][0]["message"]
+    with pytest.raises(ValueError, match=contracts.ENV_EVENTS_MAX_CLOCK_SKEW_S):
+        from recsys_lambdas.settings import Settings
+        Settings.from_env({contracts.ENV_EVENTS_MAX_CLOCK_SKEW_S: "soon"})
+
+
+def test_an_event_older_than_a_full_history_is_logged_but_said_not_in_it(api_world):
+    """Finding 5: with a full history, a very old event is ACCEPTED for training and the answer
+    says it is not in the real-time history."""
+    user = "full-user"
+    n = contracts.MAX_RECENT_ITEMS
+    api_world.ddb.put_item(TableName=sup.table(contracts.USERS), Item={
+        "userId": {"S": user}, "version": {"N": "1"},
+        "recentItems": {"L": [{"S": f"f{k}"} for k in range(n)]},
+        "recentTimestamps": {"L": [{"N": str(1_700_000_000 + k)} for k in range(n)]}})
+    r = _put(user, [{"eventId": "old-0", "eventType": "click", "itemId": "ancient", "sentAt": 1_000_000_000},
+                    {"eventId": "old-1", "eventType": "click", "itemId": "newest", "sentAt": 1_780_000_000}])
+    assert r.status == 200, r.body
+    old, new = r.body["eventResults"]
+    assert old["status"] == "ACCEPTED" and old["inHistory"] is False
+    assert "not in the real-time history" in old["message"]
+    assert new == {"eventId": "old-1", "status": "ACCEPTED"}
+    history = _history(api_world, user)
+    assert "ancient" not in history and history[-1] == "newest" and len(history) == n
+    assert [x["item_id"] for x in api_world.logged_events() if x.get("event_id") == "old-0"] == ["ancient"]
