@@ -39,7 +39,8 @@ def log_record(event: Dict[str, Any], *, user_id: str, session_id: str, tracking
     if client_sent_at is not None:
         row["client_sent_at"] = client_sent_at
     for src, dst in (("eventValue", "event_value"), ("recommendationId", "recommendation_id"),
-                     ("impression", "impression"), ("properties", "properties")):
+                     ("impression", "impression"), ("properties", "properties"),
+                     ("metricAttribution", "metric_attribution")):
         if src in event:
             row[dst] = event[src]
     return row

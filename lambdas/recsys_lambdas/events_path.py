@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -112,11 +112,16 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
     keys = {pos: idempotency_key(tracking_id, identity, events[pos]["eventId"]) for pos in first_pos.values()}
     table, users = settings.idempotency_table, settings.users_table
     # one round trip: which events were accepted before, and the session's row (consistent)
-    found = feature_store.batch_get(
-        deps.ddb, {table: [{"id": {"S": key}} for key in keys.values()],
-                   users: [{contracts.USERS.partition_key: {"S": session_key}}]},
-        projection={table: "id", users: f"{contracts.USERS.partition_key}, {feature_store.HISTORY_PROJECTION}"},
-        consistent=(users,))
+    try:
+        found = feature_store.batch_get(
+            deps.ddb, {table: [{"id": {"S": key}} for key in keys.values()],
+                       users: [{contracts.USERS.partition_key: {"S": session_key}}]},
+            projection={table: "id", users: f"{contracts.USERS.partition_key}, {feature_store.HISTORY_PROJECTION}"},
+            consistent=(users,))
+    except ServiceUnavailable as exc:
+        # nothing was written: every event (but in-request repeats) failed and can be retried
+        _fail(outcomes, list(first_pos.values()), "IdempotencyUnavailable", exc.message)
+        _unavailable(deps, outcomes)
     done = {row["id"]["S"] for row in found[table]}
     session = feature_store.history_from_item(found[users][0] if found[users] else {})
     todo = []
@@ -159,12 +164,18 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
     deps.metric("EventsAccepted", accepted)
     deps.metric("EventsDuplicate", sum(o.status == "DUPLICATE" for o in outcomes))
     if failed:
-        deps.metric("EventsFailed", failed)
-        raise ServiceUnavailable(
-            f"{failed} of {len(outcomes)} events were not recorded; retry the request (it is idempotent)",
-            retry_after_s=1,
-            extra={"eventResults": [o.to_json() for o in outcomes], "failedEventCount": failed})
+        _unavailable(deps, outcomes)
     return outcomes
+
+
+def _unavailable(deps: Deps, outcomes: List[EventOutcome]) -> NoReturn:
+    """The 503 of a PutEvents with FAILED events, always with every event's result."""
+    failed = sum(o.status == "FAILED" for o in outcomes)
+    deps.metric("EventsFailed", failed)
+    raise ServiceUnavailable(
+        f"{failed} of {len(outcomes)} events were not recorded; retry the request (it is idempotent)",
+        retry_after_s=1,
+        extra={"eventResults": [o.to_json() for o in outcomes], "failedEventCount": failed})
 
 
 def _clamp_sent_at(event: Dict[str, Any], outcome: EventOutcome, now: float, skew_s: float) -> Any:
@@ -195,6 +206,20 @@ class _Owners:
     merged: bool = False
 
 
+def _read_owner(deps: Deps, owners: _Owners, attempt: int
+                ) -> Tuple[Optional[feature_store.UserHistory], str, feature_store.UserHistory]:
+    """The session row (re-read after a conflict), whose history to write, and that history."""
+    users = deps.settings.users_table
+    session = owners.session
+    if attempt > 1 and session is not None:
+        session = feature_store.get_history(deps.ddb, users, owners.session_key, consistent=True)
+    # anonymous: the session's own row, unless it was merged into a user (then the user's)
+    owner = owners.user_id or (session.merged_into if session else None) or owners.session_key
+    if owner == owners.session_key and session is not None:
+        return session, owner, session
+    return session, owner, feature_store.get_history(deps.ddb, users, owner, consistent=True)
+
+
 def _record_history(deps: Deps, owners: _Owners, tracking_id: str, events: List[Dict[str, Any]],
                     outcomes: List[EventOutcome], positions: List[int], keys: Dict[int, str],
                     now: float) -> None:
@@ -209,16 +234,15 @@ def _record_history(deps: Deps, owners: _Owners, tracking_id: str, events: List[
     attempt = 0
     while pending:
         attempt += 1
-        session = owners.session
-        if attempt > 1 and session is not None:
-            session = feature_store.get_history(deps.ddb, settings.users_table, owners.session_key, consistent=True)
+        try:
+            session, owner, before = _read_owner(deps, owners, attempt)
+        except ServiceUnavailable as exc:  # the log holds the events: the client must be told to retry
+            _fail(outcomes, pending, "HistoryUnavailable", exc.message)
+            return
+        except (ClientError, BotoCoreError) as exc:
+            _fail(outcomes, pending, "HistoryUnavailable", f"reading the history failed: {type(exc).__name__}")
+            return
         merging = bool(owners.user_id) and session is not None and session.merged_into is None
-        # anonymous: the session's own row, unless it was merged into a user (then the user's)
-        owner = owners.user_id or (session.merged_into if session else None) or owners.session_key
-        if owner == owners.session_key and session is not None:
-            before = session
-        else:
-            before = feature_store.get_history(deps.ddb, settings.users_table, owner, consistent=True)
         # millisecond resolution: DynamoDB numbers cannot hold a positive value below 1e-130
         # (a schema-valid sentAt such as 5e-324 made every later read of the history fail)
         new = [(events[p]["itemId"], round(float(events[p]["sentAt"]), 3)) for p in pending]

@@ -100,6 +100,8 @@ def validate(schema_name: str, data: Any, root: str = "body") -> Any:
         return validator(schema_name)(data)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise InvalidInput(_friendly(exc, root)) from None
+    except RecursionError:
+        raise InvalidInput(f"{root} is nested too deeply to be a request of this API") from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -111,7 +113,7 @@ def parse_json_body(event: Mapping[str, Any], *, max_bytes: int = MAX_BODY_BYTES
 
     Raises:
         PayloadTooLarge: the body is larger than ``max_bytes``.
-        InvalidInput: the body is missing, not UTF-8, or not JSON.
+        InvalidInput: the body is missing, not UTF-8, not JSON, or nested too deeply to parse.
     """
     raw: Optional[str] = event.get("body")
     if raw is None or raw == "":
@@ -139,6 +141,9 @@ def parse_json_body(event: Mapping[str, Any], *, max_bytes: int = MAX_BODY_BYTES
         raise InvalidInput("request body is not valid UTF-8 (or holds an unpaired surrogate escape)") from None
     except ValueError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # e.g. "[" * 100000: the parser gives up on the nesting, not on the client's syntax
+        raise InvalidInput("request body is nested too deeply to be a request of this API") from None
     return body
 
 

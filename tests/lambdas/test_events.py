@@ -424,3 +424,59 @@ def test_an_event_older_than_a_full_history_is_logged_but_said_not_in_it(api_wor
     history = _history(api_world, user)
     assert "ancient" not in history and history[-1] == "newest" and len(history) == n
     assert [x["item_id"] for x in api_world.logged_events() if x.get("event_id") == "old-0"] == ["ancient"]
+
+
+@pytest.mark.parametrize("path", ["/events", "/recommendations", "/personalize-ranking"])
+@pytest.mark.parametrize("raw", ["[" * 100_000, '{"a":' * 100_000, "[" * 100_000 + "]" * 100_000])
+def test_deeply_nested_json_is_a_400_with_a_message(api_world, path, raw):
+    """Finding 4: the parser's RecursionError is the client's error, not a 500."""
+    r = call("POST", path, raw_body=raw)
+    assert r.status == 400, r.body
+    assert r.error_type == "InvalidInputException" and "nested too deeply" in r.body["message"]
+
+
+def test_idempotency_table_throttled_is_a_503_with_every_events_result(api_world, monkeypatch):
+    """Finding 6: every 503 of PutEvents lists each event's outcome."""
+    monkeypatch.setattr("recsys_lambdas.feature_store.DYNAMODB_BUDGET_S", 0.05)
+    stub = Stubber(aws.client("dynamodb"))
+    for _ in range(50):
+        stub.add_client_error("batch_get_item", service_error_code="ProvisionedThroughputExceededException",
+                              http_status_code=400)
+    stub.activate()
+    r = _put("idem-throttled", _events(["a", "b"], prefix="idt"))
+    stub.deactivate()
+    assert r.status == 503 and r.headers["Retry-After"] == "1", r.body
+    assert r.body["failedEventCount"] == 2
+    assert [(e["eventId"], e["status"], e["errorCode"]) for e in r.body["eventResults"]] == [
+        ("idt-0", "FAILED", "IdempotencyUnavailable"), ("idt-1", "FAILED", "IdempotencyUnavailable")]
+    assert not [x for x in api_world.logged_events() if x.get("event_id", "").startswith("idt-")]
+
+
+@pytest.mark.parametrize("error", ["ProvisionedThroughputExceededException", "ResourceNotFoundException"])
+def test_a_history_read_failing_after_the_log_write_is_a_503_with_results(api_world, monkeypatch, error):
+    """The rows reached Firehose, then reading the history failed: the answer must still list
+    every event as FAILED (so the client retries and training de-duplicates the logged repeat)."""
+    monkeypatch.setattr("recsys_lambdas.feature_store.DYNAMODB_BUDGET_S", 0.05)
+    user = f"read-fails-{error[:8]}"
+
+    def failing(**_):
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": error, "Message": "no"}}, "GetItem")
+
+    ddb = aws.client("dynamodb")
+    ddb.meta.events.register_first("before-call.dynamodb.GetItem", failing, unique_id="fail-get")
+    r = _put(user, _events(["h1"], prefix=f"hr-{error[:4]}"))
+    ddb.meta.events.unregister("before-call.dynamodb.GetItem", unique_id="fail-get")
+    assert r.status == 503, r.body
+    assert r.body["eventResults"][0]["status"] == "FAILED" and r.body["eventResults"][0]["errorCode"] == "HistoryUnavailable"
+    assert [x["user_id"] for x in api_world.logged_events() if x.get("event_id") == f"hr-{error[:4]}-0"] == [user]
+    assert _put(user, _events(["h1"], prefix=f"hr-{error[:4]}")).body["eventResults"][0]["status"] == "ACCEPTED"
+
+
+def test_metric_attribution_is_kept_in_the_log(api_world):
+    """Finding 6: metricAttribution reaches the training log."""
+    event = {**_events(["ma"], prefix="attr")[0], "metricAttribution": {"eventAttributionSource": "email-campaign"}}
+    assert _put("attr-user", [event]).status == 200
+    row = next(x for x in api_world.logged_events() if x.get("event_id") == "attr-0")
+    assert row["metric_attribution"] == {"eventAttributionSource": "email-campaign"}
