@@ -18,7 +18,7 @@ from recsys_lambdas import contracts, routes
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.encryption import READ, WRITE, grant_data_key
 from recsys_infra.functions import FunctionSpec, RecsysFunction, log_retention, removal_policy
-from recsys_infra.nag import LOG_GROUP_KMS_SKIP, acknowledge, checkov_skip
+from recsys_infra.nag import LOG_GROUP_KMS_SKIP, acknowledge, checkov_skip, resource_of
 from recsys_infra.openapi_models import load_openapi, operation_validation
 
 STAGE_NAME = "v1"
@@ -137,7 +137,7 @@ class Api(Construct):
             if isinstance(construct, lambda_.CfnPermission):
                 construct.source_account = stack.account
 
-        stage = self.rest_api.deployment_stage.node.default_child
+        stage = resource_of(self.rest_api.deployment_stage)
         checkov_skip(
             stage,
             "CKV_AWS_120",
@@ -272,7 +272,7 @@ class Api(Construct):
                 request_parameters=validation.required_parameters or None,
             )
             acknowledge(
-                method.node.default_child,
+                resource_of(method),
                 "AwsSolutions-COG4",
                 "The API authorises every method with IAM (SigV4), the AWS-native choice for "
                 "service-to-service callers; a Cognito user pool authorizer is not needed.",

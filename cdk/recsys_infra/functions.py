@@ -18,7 +18,13 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from recsys_infra.config import REPO_ROOT, EnvironmentConfig
-from recsys_infra.nag import LOG_GROUP_KMS_SKIP, acknowledge, acknowledge_policy, checkov_skip
+from recsys_infra.nag import (
+    LOG_GROUP_KMS_SKIP,
+    acknowledge,
+    acknowledge_policy,
+    checkov_skip,
+    resource_of,
+)
 
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
 RUNTIME = lambda_.Runtime.PYTHON_3_11  # matches the Powertools layer below (python311)
@@ -122,7 +128,7 @@ class RecsysFunction(Construct):
             ),
         )
         acknowledge(
-            self.function.node.default_child,
+            resource_of(self.function),
             "AwsSolutions-L1",
             (
                 "Python 3.11 is pinned on purpose: it matches the Powertools public layer "

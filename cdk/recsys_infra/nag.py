@@ -2,7 +2,7 @@
 
 Both are recorded on the narrowest construct that raises the finding: an IAM wildcard finding on
 the role's ``DefaultPolicy`` (``acknowledge_policy``), a resource rule on the CloudFormation
-resource itself (``acknowledge(x.node.default_child, ...)``), a checkov check in that resource's
+resource itself (``acknowledge(resource_of(x), ...)``), a checkov check in that resource's
 own ``Metadata`` (``checkov_skip``). ``tests/infra/test_scanners.py`` holds the synthesized
 metadata to that.
 """
@@ -38,6 +38,14 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
     Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
 
 
+def resource_of(scope: IConstruct) -> CfnResource:
+    """The CloudFormation resource of an L2 construct (its default child), or ``scope`` itself."""
+    resource = scope if isinstance(scope, CfnResource) else scope.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise ValueError(f"{scope.node.path} has no single CloudFormation resource")
+    return resource
+
+
 def acknowledge_policy(role: iam.IRole, rule: str, reason: str) -> None:
     """Acknowledge one finding (``Rule[Finding]``) of ``role``'s DefaultPolicy, not of the role.
 
@@ -59,9 +67,7 @@ def checkov_skip(scope: IConstruct, check_id: str, comment: str) -> None:
         raise ValueError(f"{check_id!r} is not a checkov AWS check id (CKV_AWS_n)")
     if len(comment.strip()) < MIN_CHECKOV_COMMENT:
         raise ValueError(f"{check_id}: a skip needs a reason a reviewer can check, got {comment!r}")
-    resource = scope if isinstance(scope, CfnResource) else scope.node.default_child
-    if not isinstance(resource, CfnResource):
-        raise ValueError(f"{scope.node.path} has no CloudFormation resource to skip {check_id} on")
+    resource = resource_of(scope)
     existing = resource.get_metadata("checkov") or {}
     skips = [s for s in existing.get("skip", []) if s["id"] != check_id]
     resource.add_metadata("checkov", {**existing, "skip": [*skips, {"id": check_id, "comment": comment}]})

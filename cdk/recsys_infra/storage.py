@@ -9,6 +9,8 @@ deliver to an SSE-KMS bucket.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import ArnFormat, Aws, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -27,6 +29,7 @@ from recsys_infra.nag import (
     acknowledge_policy,
     checkov_skip,
     finding,
+    resource_of,
 )
 from recsys_infra.shared import ACCESS_LOGS_BUCKET, ARTIFACTS_BUCKET, EVENTS_BUCKET
 
@@ -67,7 +70,7 @@ class Storage(Construct):
             auto_delete_objects=False,
         )
         acknowledge(
-            self.access_logs_bucket.node.default_child,
+            resource_of(self.access_logs_bucket),
             "AwsSolutions-S1",
             "This is the server access logs bucket; logging it to itself would loop.",
         )
@@ -77,6 +80,7 @@ class Storage(Construct):
             "This is the target of the other buckets' server access logs; logging it to itself "
             "would log its own log deliveries without end.",
         )
+        bucket_encryption: dict[str, Any]
         if key is None:
             bucket_encryption = {"encryption": s3.BucketEncryption.S3_MANAGED}
         else:
