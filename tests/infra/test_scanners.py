@@ -154,23 +154,65 @@ def _policy_resources(template: dict, logical_id: str) -> set[str]:
     return found
 
 
-def test_nag_acknowledgements_are_scoped_to_one_resource_and_one_finding(synth):
-    logical, acks = _metadata(synth)
-    assert acks, "the synthesized metadata records the acknowledgements"
+def ack_problems(logical: dict, acks: list, templates: dict) -> list[str]:
+    """What is wrong with the acknowledgements ``acks`` (see ``_metadata``), one line each."""
+    problems = []
     for stack, path, rule, reason in acks:
         where = f"{path}: {rule}"
-        assert len(reason) >= 20, where
-        if "[" not in rule:
-            assert rule in RULE_LEVEL_ALLOWED, f"{where}: name the finding or allow-list the rule"
+        if len(reason) < 20:
+            problems.append(f"{where}: no reason")
+        if "[" not in rule and rule not in RULE_LEVEL_ALLOWED:
+            problems.append(f"{where}: name the finding or allow-list the rule")
         under = {lid for p, lid in logical.items() if p == path or p.startswith(path + "/")}
-        assert len(under) == 1, f"{where} covers {len(under)} resources: acknowledge on one"
+        if len(under) != 1:
+            problems.append(f"{where}: covers {len(under)} resources, acknowledge on one")
         if rule.startswith("AwsSolutions-IAM5["):
-            assert path.endswith("/DefaultPolicy"), f"{where}: on the policy, not the role"
-            _, policy_id = logical[path + "/Resource"]
             finding = re.fullmatch(r"AwsSolutions-IAM5\[Resource::(.+)\]", rule)
-            assert finding, where
-            # The acknowledged wildcard is really in this policy (not a stale one).
-            assert finding.group(1) in _policy_resources(synth.templates[stack], policy_id), where
+            if not path.endswith("/DefaultPolicy") or path + "/Resource" not in logical:
+                problems.append(f"{where}: on the role's DefaultPolicy, not the role")
+            elif not finding or finding.group(1) not in _policy_resources(
+                templates[stack], logical[path + "/Resource"][1]
+            ):
+                problems.append(f"{where}: the policy has no such wildcard (stale)")
+    return problems
+
+
+def test_nag_acknowledgements_are_scoped_to_one_resource_and_one_finding(synth):
+    logical, acks = _metadata(synth)
+    assert len(acks) > 20, "the synthesized metadata records the acknowledgements"
+    assert ack_problems(logical, acks, synth.templates) == []
+
+
+def test_ack_problems_catches_broad_acknowledgements():
+    template = {
+        "Resources": {
+            "RolePolicy": {
+                "Type": "AWS::IAM::Policy",
+                "Properties": {"PolicyDocument": {"Statement": [{"Resource": "*"}]}},
+            }
+        }
+    }
+    logical = {
+        "/S/Role/Resource": ("S", "Role"),
+        "/S/Role/DefaultPolicy/Resource": ("S", "RolePolicy"),
+    }
+    reason = "a reason long enough to be read"
+    good = [("S", "/S/Role/DefaultPolicy", "AwsSolutions-IAM5[Resource::*]", reason)]
+    assert ack_problems(logical, good, {"S": template}) == []
+    bad = [
+        ("S", "/S/Role", "AwsSolutions-IAM5[Resource::*]", reason),  # the whole role
+        ("S", "/S/Role/DefaultPolicy", "AwsSolutions-IAM5[Resource::arn:x/*]", reason),  # stale
+        ("S", "/S/Role/DefaultPolicy", "AwsSolutions-IAM4", reason),  # rule-level
+        ("S", "/S/Role/DefaultPolicy", "AwsSolutions-S1[x]", "short"),
+    ]
+    problems = ack_problems(logical, bad, {"S": template})
+    assert [p.split(": ")[-1] for p in problems] == [
+        "covers 2 resources, acknowledge on one",
+        "on the role's DefaultPolicy, not the role",
+        "the policy has no such wildcard (stale)",
+        "name the finding or allow-list the rule",
+        "no reason",
+    ]
 
 
 def test_policy_acknowledgement_needs_a_finding_and_a_policy():
