@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from recsys_lambdas import contracts
+from recsys_lambdas.settings import MIN_EVENTS_TIMEOUT_S
 
 ENV_CONTEXT_KEY = "recsys:env"
 ENVIRONMENTS_CONTEXT_KEY = "recsys:environments"
@@ -90,7 +91,7 @@ class LambdaConfig:
     """Settings shared by the API Lambda functions."""
 
     memory_mb: int = 512
-    timeout_s: int = 10
+    timeout_s: int = contracts.API_FUNCTION_TIMEOUT_S  # the handlers' budgets assume it (one source)
     reserved_concurrency: Optional[int] = 20  # None: no reservation (accounts with a low quota)
     log_retention_days: int = 30
     powertools_layer_version: int = 27
@@ -364,6 +365,11 @@ def validate(cfg: EnvironmentConfig, where: str = "config") -> None:
         raise ConfigError(
             f"{where}.lambdas.timeoutSeconds: {lam.timeout_s} must be below API Gateway's "
             f"{API_GATEWAY_TIMEOUT_S} s integration timeout"
+        )
+    if lam.timeout_s < MIN_EVENTS_TIMEOUT_S:
+        raise ConfigError(
+            f"{where}.lambdas.timeoutSeconds: {lam.timeout_s} is too short for PutEvents, whose "
+            f"slowest path (one read, one Firehose call, one history attempt) needs {MIN_EVENTS_TIMEOUT_S:g} s"
         )
     if not 128 <= lam.memory_mb <= 10240:
         raise ConfigError(f"{where}.lambdas.memoryMb: {lam.memory_mb} is outside 128..10240")

@@ -91,6 +91,11 @@ ENV_SAGEMAKER_ENDPOINT_URL = "SAGEMAKER_RUNTIME_ENDPOINT_URL"  # set by the loca
 
 SERVING_MODES = ("realtime", "batch")
 
+# The API Lambdas' timeout: the CDK config's default (lambdas.timeoutSeconds) and what the
+# handlers' budgets are sized for (recsys_lambdas.settings); at run time the handlers read the
+# time actually left from the Lambda context.
+API_FUNCTION_TIMEOUT_S = 10
+
 # --- S3 layout ----------------------------------------------------------------------------
 
 EVENTS_PREFIX = "events/"  # Firehose writes JSON Lines here; training reads it

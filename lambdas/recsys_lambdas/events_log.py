@@ -62,21 +62,29 @@ def identity_record(*, user_id: str, session_id: str, session_owner: str, tracki
 
 
 def put_records(firehose: Any, stream: str, rows: Sequence[Dict[str, Any]],
-                sleep: Callable[[float], None] = time.sleep) -> List[str]:
+                sleep: Callable[[float], None] = time.sleep,
+                stop_at: Optional[float] = None) -> List[str]:
     """Write ``rows`` durably; return one error string per row (``""`` for a durable row).
 
     Firehose acknowledges each record separately: records it reports as failed are retried (up
     to ``MAX_ATTEMPTS`` rounds, none started after ``FIREHOSE_BUDGET_S``), the rest are not sent
-    twice. A whole-call failure marks every pending row failed with the error code.
+    twice. A whole-call failure marks every pending row failed with the error code. No round
+    starts after ``stop_at`` (a ``time.monotonic()`` value, e.g. from the Lambda's deadline); rows
+    never sent are ``TimeBudgetExhausted``.
     """
-    errors = ["pending"] * len(rows)
+    errors = ["TimeBudgetExhausted: no time left to write the event log"] * len(rows)
     pending = list(range(len(rows)))
     deadline = time.monotonic() + FIREHOSE_BUDGET_S
+    if stop_at is not None:
+        deadline = min(deadline, stop_at)
+        if time.monotonic() >= deadline:
+            return errors
     for attempt in range(MAX_ATTEMPTS):
         if attempt:
-            if time.monotonic() >= deadline:
+            pause = random.uniform(0, BACKOFF_S * (2 ** attempt))
+            if time.monotonic() + pause >= deadline:
                 break
-            sleep(random.uniform(0, BACKOFF_S * (2 ** attempt)))
+            sleep(pause)
         try:
             resp = firehose.put_record_batch(
                 DeliveryStreamName=stream,

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Tuple
 from botocore.exceptions import BotoCoreError, ClientError
 
 from recsys_lambdas import contracts, events_log, feature_store
+from recsys_lambdas import settings as limits
 from recsys_lambdas.errors import InvalidInput, ServiceUnavailable
 from recsys_lambdas.service import Deps
 from recsys_lambdas.settings import IDEMPOTENCY_TTL_DAYS
@@ -112,12 +113,19 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
     keys = {pos: idempotency_key(tracking_id, identity, events[pos]["eventId"]) for pos in first_pos.values()}
     table, users = settings.idempotency_table, settings.users_table
     # one round trip: which events were accepted before, and the session's row (consistent)
+    # the time left once this read, a Firehose call and a history attempt are accounted for
+    spare = deps.remaining_s() - limits.DYNAMODB_CALL_MAX_S - limits.FIREHOSE_CALL_MAX_S - limits.HISTORY_ATTEMPT_S
+    if spare <= 0:
+        _fail(outcomes, list(first_pos.values()), "TimeBudgetExhausted",
+              f"{max(0.0, deps.remaining_s()):.1f} s left of the request's time: too little to record "
+              "an event; nothing was written, retry the request")
+        _unavailable(deps, outcomes)
     try:
         found = feature_store.batch_get(
             deps.ddb, {table: [{"id": {"S": key}} for key in keys.values()],
                        users: [{contracts.USERS.partition_key: {"S": session_key}}]},
             projection={table: "id", users: f"{contracts.USERS.partition_key}, {feature_store.HISTORY_PROJECTION}"},
-            consistent=(users,))
+            consistent=(users,), budget_s=min(limits.DYNAMODB_BUDGET_S, spare))
     except ServiceUnavailable as exc:
         # nothing was written: every event (but in-request repeats) failed and can be retried
         _fail(outcomes, list(first_pos.values()), "IdempotencyUnavailable", exc.message)
@@ -142,7 +150,10 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
             rows.append(events_log.identity_record(user_id=user_id, session_id=session_id,
                                                    session_owner=session_key, tracking_id=tracking_id,
                                                    received_at=now))
-        errors = events_log.put_records(deps.firehose, settings.events_stream, rows, sleep=deps.sleep)
+        # no Firehose round starts that would leave too little time for the history write
+        stop_at = deps.deadline - limits.FIREHOSE_CALL_MAX_S - limits.HISTORY_ATTEMPT_S
+        errors = events_log.put_records(deps.firehose, settings.events_stream, rows, sleep=deps.sleep,
+                                        stop_at=stop_at)
         if merge and errors.pop():
             merge = False  # the log could not say so yet: merge on a later request
         durable = []
@@ -210,14 +221,15 @@ def _read_owner(deps: Deps, owners: _Owners, attempt: int
                 ) -> Tuple[Optional[feature_store.UserHistory], str, feature_store.UserHistory]:
     """The session row (re-read after a conflict), whose history to write, and that history."""
     users = deps.settings.users_table
+    budget = max(0.0, min(limits.DYNAMODB_BUDGET_S, deps.remaining_s() - limits.HISTORY_ATTEMPT_S))
     session = owners.session
     if attempt > 1 and session is not None:
-        session = feature_store.get_history(deps.ddb, users, owners.session_key, consistent=True)
+        session = feature_store.get_history(deps.ddb, users, owners.session_key, consistent=True, budget_s=budget)
     # anonymous: the session's own row, unless it was merged into a user (then the user's)
     owner = owners.user_id or (session.merged_into if session else None) or owners.session_key
     if owner == owners.session_key and session is not None:
         return session, owner, session
-    return session, owner, feature_store.get_history(deps.ddb, users, owner, consistent=True)
+    return session, owner, feature_store.get_history(deps.ddb, users, owner, consistent=True, budget_s=budget)
 
 
 def _record_history(deps: Deps, owners: _Owners, tracking_id: str, events: List[Dict[str, Any]],
@@ -234,6 +246,11 @@ def _record_history(deps: Deps, owners: _Owners, tracking_id: str, events: List[
     attempt = 0
     while pending:
         attempt += 1
+        if deps.remaining_s() < limits.HISTORY_ATTEMPT_S:
+            _fail(outcomes, pending, "TimeBudgetExhausted",
+                  "no time left to write the history (the event log may hold the event: retry the request, "
+                  "training keeps one copy)")
+            return
         try:
             session, owner, before = _read_owner(deps, owners, attempt)
         except ServiceUnavailable as exc:  # the log holds the events: the client must be told to retry
@@ -268,7 +285,9 @@ def _record_history(deps: Deps, owners: _Owners, tracking_id: str, events: List[
             return deps.ddb.transact_write_items(TransactItems=items)
 
         try:
-            feature_store.with_backoff(write, what=f"DynamoDB table {settings.users_table}", sleep=deps.sleep)
+            feature_store.with_backoff(
+                write, what=f"DynamoDB table {settings.users_table}", sleep=deps.sleep,
+                budget_s=max(0.0, min(limits.DYNAMODB_BUDGET_S, deps.remaining_s() - limits.DYNAMODB_CALL_MAX_S)))
             for p in pending:
                 outcomes[p].status = "ACCEPTED"
             for p in too_old:

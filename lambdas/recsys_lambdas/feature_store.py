@@ -100,14 +100,15 @@ class UserHistory:
         return bool(self.items) or self.version is not None
 
 
-def get_history(ddb: Any, table: str, user_id: str, *, consistent: bool = False) -> UserHistory:
-    """Read one user's recent history (one GetItem)."""
+def get_history(ddb: Any, table: str, user_id: str, *, consistent: bool = False,
+                budget_s: Optional[float] = None) -> UserHistory:
+    """Read one user's recent history (one GetItem; throttling retried within ``budget_s``)."""
     resp = with_backoff(
         lambda: ddb.get_item(
             TableName=table, Key={contracts.USERS.partition_key: {"S": user_id}},
             ProjectionExpression=HISTORY_PROJECTION,
             ConsistentRead=consistent),
-        what=f"DynamoDB table {table}")
+        what=f"DynamoDB table {table}", budget_s=budget_s)
     return history_from_item(resp.get("Item") or {})
 
 
@@ -147,7 +148,8 @@ def _batch_row(item: Dict[str, Any]) -> BatchRecommendations:
 
 def batch_get(ddb: Any, keys_by_table: Dict[str, List[Dict[str, Any]]],
               projection: Optional[Dict[str, str]] = None,
-              consistent: Iterable[str] = ()) -> Dict[str, List[Dict[str, Any]]]:
+              consistent: Iterable[str] = (), budget_s: Optional[float] = None,
+              ) -> Dict[str, List[Dict[str, Any]]]:
     """BatchGetItem over several tables in one round trip (more only for unprocessed keys).
 
     Tables named in ``consistent`` are read with strongly consistent reads. Unprocessed keys
@@ -179,7 +181,7 @@ def batch_get(ddb: Any, keys_by_table: Dict[str, List[Dict[str, Any]]],
 
     if pending:
         tables = ", ".join(sorted(pending))
-        with_backoff(one_round, what=f"DynamoDB table(s) {tables}")
+        with_backoff(one_round, what=f"DynamoDB table(s) {tables}", budget_s=budget_s)
     return found
 
 

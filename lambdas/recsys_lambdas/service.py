@@ -15,6 +15,7 @@ The event path (PutEvents) lives in :mod:`recsys_lambdas.events_path`.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ class Deps:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     notes: Dict[str, Any] = field(default_factory=dict)  # facts for the handler's log line
+    deadline: float = math.inf  # time.monotonic() by which the answer must be on its way
+
+    def remaining_s(self) -> float:
+        """Seconds left before :attr:`deadline` (infinite when no deadline is set)."""
+        return self.deadline - time.monotonic()
 
     @property
     def ddb(self) -> Any:

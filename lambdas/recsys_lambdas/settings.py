@@ -11,9 +11,13 @@ from typing import Any, Dict, Mapping, Optional
 
 from recsys_lambdas import contracts
 
-# The API Lambdas run with a ~10 s timeout behind API Gateway's 29 s integration limit. The
-# worst case of one request is one endpoint call (connect + read, no retry: we fall back instead)
-# plus a few DynamoDB calls, each bounded by ``DYNAMODB_BUDGET_S`` including backoff.
+# The API Lambdas run with a ``contracts.API_FUNCTION_TIMEOUT_S`` (10 s) timeout behind API
+# Gateway's 29 s integration limit. The worst case of one request is one endpoint call (connect +
+# read, no retry: we fall back instead) plus a few DynamoDB calls, each bounded by
+# ``DYNAMODB_BUDGET_S`` including backoff. PutEvents also takes its deadline from the Lambda
+# context's remaining time: no step starts that could not finish before it (see the *_CALL_MAX_S
+# and reserves below), so a slow dependency ends in a 503 with per-event results, never in a
+# Lambda timeout (API Gateway's bare 502) after the log was written.
 DEFAULT_ENDPOINT_TIMEOUT_S = 2.0
 ENDPOINT_CONNECT_TIMEOUT_S = 0.5
 DYNAMODB_CONNECT_TIMEOUT_S = 0.5
@@ -21,7 +25,17 @@ DYNAMODB_READ_TIMEOUT_S = 1.0
 DYNAMODB_BUDGET_S = 1.5  # total time spent retrying throttled DynamoDB calls before a 503
 FIREHOSE_CONNECT_TIMEOUT_S = 0.5
 FIREHOSE_READ_TIMEOUT_S = 2.0
-FIREHOSE_BUDGET_S = 4.0  # no new PutRecordBatch round starts after this (events Lambda: 15 s timeout)
+FIREHOSE_BUDGET_S = 4.0  # no new PutRecordBatch round starts after this
+DYNAMODB_CALL_MAX_S = DYNAMODB_CONNECT_TIMEOUT_S + DYNAMODB_READ_TIMEOUT_S  # one call in flight
+FIREHOSE_CALL_MAX_S = FIREHOSE_CONNECT_TIMEOUT_S + FIREHOSE_READ_TIMEOUT_S
+# PutEvents, against the Lambda context's deadline: the time kept to shape and send the answer,
+# and the time one history attempt (a read and a transaction) needs after the log write.
+ANSWER_RESERVE_S = 0.3
+HISTORY_ATTEMPT_S = 2 * DYNAMODB_CALL_MAX_S
+# The shortest Lambda timeout with which PutEvents can record an event when every dependency is
+# slow: the idempotency read, one Firehose call, one history attempt and the answer. The CDK
+# config rejects a lambdas.timeoutSeconds below it.
+MIN_EVENTS_TIMEOUT_S = DYNAMODB_CALL_MAX_S + FIREHOSE_CALL_MAX_S + HISTORY_ATTEMPT_S + ANSWER_RESERVE_S
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_NUM_RESULTS = 25  # Amazon Personalize's default
 IDEMPOTENCY_TTL_DAYS = 30  # a retried event older than this is accepted again

@@ -480,3 +480,84 @@ def test_metric_attribution_is_kept_in_the_log(api_world):
     assert _put("attr-user", [event]).status == 200
     row = next(x for x in api_world.logged_events() if x.get("event_id") == "attr-0")
     assert row["metric_attribution"] == {"eventAttributionSource": "email-campaign"}
+
+
+class _ShortContext(sup.LambdaContext):
+    def __init__(self, remaining_ms: int) -> None:
+        super().__init__()
+        import time as _time
+
+        self._until = _time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time as _time
+
+        return max(0, int((self._until - _time.monotonic()) * 1000))
+
+
+def _put_with_context(body, remaining_ms):
+    raw = sup.handler_for("/events")(sup.api_event("POST", "/events", body), _ShortContext(remaining_ms))
+    return raw["statusCode"], json.loads(raw["body"])
+
+
+def test_put_events_answers_within_the_lambdas_remaining_time(api_world, monkeypatch):
+    """Finding 3: one slow Firehose call and a history that keeps conflicting. The answer (a 503
+    with every event's result, so the client retries) comes before the Lambda's time is up,
+    instead of after it (where API Gateway answers a bare 502)."""
+    import time as _time
+
+    for name, value in (("DYNAMODB_CALL_MAX_S", 0.2), ("FIREHOSE_CALL_MAX_S", 0.3), ("HISTORY_ATTEMPT_S", 0.7)):
+        monkeypatch.setattr(f"recsys_lambdas.settings.{name}", value)
+    user = "deadline-user"
+    assert _put(user, _events(["d0"], prefix="d0")).status == 200
+
+    def slow_firehose(**_):
+        _time.sleep(0.5)
+
+    def conflicting_writer(**_):  # another request changes the history each time, slowly
+        _time.sleep(0.3)
+        api_world.ddb.update_item(TableName=sup.table(contracts.USERS), Key={"userId": {"S": user}},
+                                  UpdateExpression="SET version = version + :one",
+                                  ExpressionAttributeValues={":one": {"N": "1"}})
+
+    aws.client("firehose").meta.events.register_first("before-call.firehose.PutRecordBatch", slow_firehose)
+    aws.client("dynamodb").meta.events.register_first("before-call.dynamodb.TransactWriteItems", conflicting_writer)
+    body = {"trackingId": "trk", "userId": user, "sessionId": "s", "eventList": _events(["d1"], prefix="d1")}
+    started = _time.monotonic()
+    status, answer = _put_with_context(body, remaining_ms=2000)
+    elapsed = _time.monotonic() - started
+    assert elapsed < 2.0, f"answered after {elapsed:.2f} s, past the Lambda's 2 s"
+    assert status == 503 and answer["failedEventCount"] == 1, answer
+    assert answer["eventResults"][0]["errorCode"] in ("TimeBudgetExhausted", "HistoryConflict")
+    assert [x["item_id"] for x in api_world.logged_events() if x.get("event_id") == "d1-0"] == ["d1"]
+
+
+def test_too_little_time_left_writes_nothing_and_says_so(api_world):
+    body = {"trackingId": "trk", "userId": "late-user", "sessionId": "s", "eventList": _events(["l1", "l2"], prefix="late")}
+    status, answer = _put_with_context(body, remaining_ms=1500)
+    assert status == 503 and answer["failedEventCount"] == 2
+    assert {e["errorCode"] for e in answer["eventResults"]} == {"TimeBudgetExhausted"}
+    assert "nothing was written" in answer["eventResults"][0]["errorMessage"]
+    assert not [x for x in api_world.logged_events() if x.get("event_id", "").startswith("late-")]
+    assert _history(api_world, "late-user") == []
+
+
+def test_the_api_functions_timeout_has_one_source_and_fits_the_events_path():
+    """CDK's default Lambda timeout, the local emulator's and the handlers' sizing are one constant;
+    the CDK config rejects a timeout too short for PutEvents' slowest path."""
+    import copy
+
+    from recsys_infra import config
+    from recsys_lambdas import settings
+    from recsys_tools.local import gateway
+
+    assert config.LambdaConfig().timeout_s == contracts.API_FUNCTION_TIMEOUT_S
+    assert gateway.LambdaFunction("events", handler=None).timeout_s == contracts.API_FUNCTION_TIMEOUT_S
+    assert settings.MIN_EVENTS_TIMEOUT_S <= contracts.API_FUNCTION_TIMEOUT_S
+    context = config.load_cdk_json_context()
+    for name in context[config.ENVIRONMENTS_CONTEXT_KEY]:
+        assert config.from_context(context, env=name).lambdas.timeout_s >= settings.MIN_EVENTS_TIMEOUT_S
+    raw = copy.deepcopy(context[config.ENVIRONMENTS_CONTEXT_KEY]["dev"])
+    raw.setdefault("lambdas", {})["timeoutSeconds"] = 5
+    with pytest.raises(config.ConfigError, match="too short for PutEvents"):
+        config.parse_environment("dev", raw)

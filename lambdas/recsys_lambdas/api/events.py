@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Dict
 
 from aws_lambda_powertools.event_handler import Response
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from recsys_lambdas import events_path
 from recsys_lambdas.api.common import deps, json_response, logger, make_app, metrics, tracer
+from recsys_lambdas.settings import ANSWER_RESERVE_S
 from recsys_lambdas.validation import parse_json_body, validate
 
 app = make_app()
@@ -19,6 +21,8 @@ app = make_app()
 def put_events() -> Response:
     body = validate("PutEventsRequest", parse_json_body(app.current_event.raw_event))
     d = deps()
+    # the Lambda's own deadline, less the time to shape and send the answer
+    d.deadline = time.monotonic() + app.lambda_context.get_remaining_time_in_millis() / 1000 - ANSWER_RESERVE_S
     outcomes = events_path.put_events(d, body)
     logger.info("PutEvents", extra={"events": len(outcomes),
                                     "accepted": sum(o.status == "ACCEPTED" for o in outcomes)})

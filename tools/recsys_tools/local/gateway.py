@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from recsys_lambdas import contracts
+
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # read (and drop) an oversized body up to this, then hang up
 DEFAULT_TIMEOUT_S = 29.0  # API Gateway's integration timeout
@@ -235,7 +237,7 @@ class LambdaFunction:
 
     name: str
     handler: Any
-    timeout_s: float = 10.0
+    timeout_s: float = float(contracts.API_FUNCTION_TIMEOUT_S)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def resolve(self) -> Handler:
@@ -268,7 +270,7 @@ class Gateway:
         routes: Iterable[Any],
         functions: Mapping[str, Any],
         stage: str = "local",
-        timeout_s: float = 10.0,
+        timeout_s: float = float(contracts.API_FUNCTION_TIMEOUT_S),
         health_parts: Optional[Callable[[], dict[str, Any]]] = None,
         log: Any = None,
     ) -> None:
