@@ -180,3 +180,40 @@ def test_chunked_request_body_is_reassembled(served):
     resp = requests.post(f"{served}/recommendations", data=chunks(), timeout=10)
     assert resp.status_code == 200
     assert json.loads(resp.json()["event"]["body"]) == {"userId": "u2"}
+
+
+def _raw_request(base: str, payload: bytes, half_close: bool) -> bytes:
+    """Send bytes as they are and read the answer (up to the server closing the connection)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(payload)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                return answer  # no answer while the connection stays open
+            if not data:
+                return answer
+            answer += data
+
+
+@pytest.mark.parametrize("chunked, half_close", [
+    (b"-5\r\nabcde\r\n0\r\n\r\n", False),  # a negative size: int() took it, read(-5) waited for EOF
+    (b"zz\r\nabc\r\n0\r\n\r\n", False),  # not hexadecimal
+    (b"+5\r\nabcde\r\n0\r\n\r\n", False),  # a sign is not a hex digit
+    (b"a\r\nabc", True),  # the body ends inside a chunk
+])
+def test_a_malformed_chunked_body_is_a_400_json(served, chunked, half_close):
+    answer = _raw_request(served, b"POST /recommendations HTTP/1.1\r\nHost: local\r\n"
+                                  b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked,
+                          half_close)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert "malformed chunked body" in json.loads(body)["message"]
+    assert not SEEN  # the handler never ran

@@ -33,6 +33,7 @@ from recsys_lambdas import contracts
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # read (and drop) an oversized body up to this, then hang up
 DEFAULT_TIMEOUT_S = 29.0  # API Gateway's integration timeout
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")  # a chunk-size line (extensions already cut off)
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 
@@ -356,11 +357,14 @@ def make_http_handler(gateway: Gateway) -> type:
                 total = 0
                 while True:
                     size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-                    try:
-                        size = int(size_line, 16)
-                    except ValueError:
-                        self._reply_error(GatewayError(400, "BadRequestException", "malformed chunked body"))
+                    # hex digits only: int() would also take "-5" (then read(-5) waits for EOF)
+                    if not _CHUNK_SIZE.fullmatch(size_line):
+                        shown = size_line[:20].decode("latin-1")
+                        self._reply_error(GatewayError(
+                            400, "BadRequestException",
+                            f"malformed chunked body: chunk size {shown!r} is not a hexadecimal number"))
                         return None
+                    size = int(size_line, 16)
                     if size == 0:
                         while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                             pass
@@ -369,7 +373,12 @@ def make_http_handler(gateway: Gateway) -> type:
                     if total > DRAIN_LIMIT_BYTES:
                         self._reply_error(GatewayError(413, "RequestTooLarge", "request body too large"))
                         return None
-                    chunks.append(self.rfile.read(size))
+                    data = self.rfile.read(size)
+                    if len(data) < size:
+                        self._reply_error(GatewayError(
+                            400, "BadRequestException", "malformed chunked body: it ends inside a chunk"))
+                        return None
+                    chunks.append(data)
                     self.rfile.readline(1024)
                 return b"".join(chunks)
             raw_length = self.headers.get("Content-Length")
