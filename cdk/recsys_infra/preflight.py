@@ -213,8 +213,9 @@ def check_credentials(sts: Any, cfg: EnvironmentConfig) -> Tuple[CheckResult, Op
         if _code(exc) in _CREDENTIALS:
             return CheckResult(name, FAIL, f"the credentials are rejected ({_code(exc)})",
                                "refresh them (aws sso login / new keys)"), None
-        return _cannot_check(name, "sts:GetCallerIdentity", exc,
-                             "aws sts get-caller-identity"), None
+        # No other check can run without the account: this is a FAIL, not a WARN.
+        return CheckResult(name, FAIL, f"cannot identify the account ({_code(exc)}: "
+                           f"{_message(exc)})", "check with: aws sts get-caller-identity"), None
     except BotoCoreError as exc:
         return CheckResult(name, FAIL, f"cannot reach AWS STS ({exc})",
                            "check the network and the region"), None

@@ -207,6 +207,16 @@ def test_credentials_of_another_account_than_the_pinned_one_fail(aws):
     assert "cdk.json pins t.account 210987654321" in result.detail
 
 
+def test_an_unidentified_account_fails_rather_than_passing_with_no_checks():
+    sts = client("sts")
+    with Stubber(sts) as stub:
+        stub.add_client_error("get_caller_identity", "Throttling", "Rate exceeded")
+        results = preflight.run_preflight(make_cfg(), Clients(sts, None, None, None, None, None),
+                                          REQUIREMENT)
+    assert [(r.check, r.status) for r in results] == [("credentials", FAIL)]
+    assert preflight.exit_status(results) == 1
+
+
 def test_rejected_credentials_fail():
     sts = client("sts")
     with Stubber(sts) as stub:
