@@ -78,6 +78,28 @@ def cheap_transaction_backups() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def serialised_dynamodb() -> None:
+    """Answer one DynamoDB request at a time, so transactions are atomic as on DynamoDB.
+
+    moto applies a transaction's items one by one and rolls a cancelled one back by restoring
+    whole tables: with concurrent writers (werkzeug serves each request on its own thread) a
+    write landing in between was lost, or a condition was checked against a state about to
+    change. Thirty concurrent PutEvents left 26 events in a history while all 30 were ACCEPTED.
+    A lock around every DynamoDB action makes each request, transactions included, atomic and
+    isolated, so the handlers' optimistic concurrency behaves as against DynamoDB.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    original = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Serve moto on ``--host:--port`` until signalled; 2 if the port is taken."""
     parser = argparse.ArgumentParser(prog="python -m recsys_tools.local.motoserver")
@@ -101,6 +123,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from werkzeug.serving import make_server
 
     cheap_transaction_backups()
+    serialised_dynamodb()
     app = DomainDispatcherApplication(create_backend_app)
     # werkzeug serves our socket (it would print a paragraph and exit on a taken port itself)
     server = make_server(args.host, sock.getsockname()[1], app, threaded=True,
