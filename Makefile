@@ -9,7 +9,7 @@ PORT ?= 8080
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install wheels install-bench lock test lint demo bench bench-quick synth preflight fuzz soak clean
+.PHONY: install wheels install-checkov install-bench lock test lint demo bench bench-quick synth preflight fuzz soak clean
 
 install: $(STAMP) wheels
 
@@ -27,6 +27,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	$(BIN)/uv pip install --python $(BIN)/python --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+# checkov's own venv (.venv/checkov, from constraints-checkov.txt); the infra tests build it on
+# first use, this builds it ahead (e.g. before going offline).
+install-checkov: install
+	$(BIN)/python -c "import sys; sys.path.insert(0, 'tests/infra'); import checkov_env; print(checkov_env.ensure_checkov())"
 
 lock:
 	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev]'
