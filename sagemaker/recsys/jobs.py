@@ -160,7 +160,7 @@ def ranker_job(hyperparameters: Dict[str, str], code_dir: Optional[Path] = None)
         _log(f"[data] {len(events):,} events, {seqs.n_users:,} users")
         final = fit_ranker(rec, seqs, rec.retrieval.params, kparams, _log)
     final.save(model_dir)
-    if code_dir is not None:
+    if code_dir is not None and model_dir is not None:
         _log(f"[job] inference code {copy_code(code_dir, model_dir)} from {code_dir}")
     write_batch_output(final, seqs, output_dir, kparams.batch_k, log=_log, workers=kparams.workers)
     _log(f"[job] serving model {final.model_version} saved to {model_dir}")
