@@ -240,6 +240,53 @@ def test_bad_input_is_a_4xx_with_a_message(stack):
         assert resp.json()["message"]
 
 
+def test_an_anonymous_session_named_like_a_user_leaves_that_users_answers_unchanged(stack, batch):
+    user = batch["users"][2]["userId"]
+    before = post(stack, "/recommendations", {"userId": user, "numResults": 10})
+    assert before.status_code == 200, before.text
+    now = int(time.time())
+    spoof = post(stack, "/events", {"trackingId": "e2e", "sessionId": user, "eventList": [
+        {"eventId": f"spoof-{n}", "eventType": "click", "itemId": item, "sentAt": now + n}
+        for n, item in enumerate(item_ids(before.json())[:3])]})
+    assert spoof.status_code == 200, spoof.text
+    after = post(stack, "/recommendations", {"userId": user, "numResults": 10})
+    assert item_ids(after.json()) == item_ids(before.json())
+
+
+def test_identical_events_without_ids_in_one_request_are_two_events(stack, batch):
+    user = "e2e-repeat-buyer"
+    item = next(iter(batch["items"]))
+    event = {"eventType": "purchase", "itemId": item, "sentAt": int(time.time())}
+    resp = post(stack, "/events", {"trackingId": "e2e", "userId": user, "sessionId": "s", "eventList": [event, event]})
+    assert resp.status_code == 200, resp.text
+    results = resp.json()["eventResults"]
+    assert [r["status"] for r in results] == ["ACCEPTED", "ACCEPTED"] and results[0]["eventId"] != results[1]["eventId"]
+    state = stack["state"]
+    row = boto3.client("dynamodb", endpoint_url=state["aws_url"], region_name="us-east-1").get_item(
+        TableName=state["tables"]["users"], Key={"userId": {"S": user}}, ConsistentRead=True)["Item"]
+    assert [v["S"] for v in row["recentItems"]["L"]] == [item, item]
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"a":' * 100_000])
+def test_deeply_nested_json_is_a_4xx_over_http(stack, raw):
+    for path in ("/events", "/recommendations"):
+        resp = requests.post(stack["url"] + path, data=raw, headers={"Content-Type": "application/json"}, timeout=30)
+        assert resp.status_code == 400, (path, resp.status_code, resp.text[:200])
+        assert "nested too deeply" in resp.json()["message"]
+
+
+def test_a_malformed_chunked_body_is_a_4xx_over_http(stack):
+    import socket
+
+    port = int(stack["url"].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /events HTTP/1.1\r\nHost: local\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n-5\r\nabcde\r\n0\r\n\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"malformed chunked body" in answer
+
+
 def test_endpoint_serves_the_real_model_from_two_worker_processes(stack):
     endpoint = stack["state"]["endpoint_url"]
     body = {"action": "popular", "k": 3}
