@@ -217,3 +217,30 @@ def test_a_malformed_chunked_body_is_a_400_json(served, chunked, half_close):
     assert head.startswith(b"HTTP/1.1 400"), answer[:200]
     assert "malformed chunked body" in json.loads(body)["message"]
     assert not SEEN  # the handler never ran
+
+
+def test_a_handler_past_its_timeout_gets_api_gateways_502(tmp_path):
+    """The emulator enforces the function's timeout (contracts.API_FUNCTION_TIMEOUT_S unless told):
+    a handler still running then is answered as Lambda + API Gateway do, a bare 502, on time."""
+    import io
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def slow_handler(event, context):
+        release.wait(5)
+        return health_handler(event, context)
+
+    log = io.StringIO()
+    gateway = Gateway(routes.ROUTES, {"recommendations": slow_handler, "events": failing_handler,
+                                      "meta": health_handler}, timeout_s=0.5, log=log)
+    started = time.monotonic()
+    status, _, body = gateway.handle("POST", "/recommendations", [], b"{}")
+    elapsed = time.monotonic() - started
+    assert status == 502 and json.loads(body) == {"message": "Internal server error"}
+    assert 0.5 <= elapsed < 2.0
+    assert "Task timed out after 0.50 seconds" in log.getvalue()
+    release.set()  # the stuck invocation ends; the function serves again
+    assert gateway.handle("POST", "/recommendations", [], b"{}")[0] == 200
+    assert gateway.handle("GET", "/health", [], b"")[0] == 200

@@ -213,6 +213,10 @@ def proxy_response_to_http(result: Any) -> HttpResponse:
     return status, headers, raw
 
 
+class FunctionTimedOut(Exception):
+    """A handler ran past its function's timeout (Lambda's "Task timed out")."""
+
+
 class LambdaContext:
     """The parts of the Lambda context object handlers and Powertools read."""
 
@@ -250,9 +254,33 @@ class LambdaFunction:
         return self.handler  # type: ignore[no-any-return]
 
     def invoke(self, event: dict[str, Any], function_prefix: str = "recsys-local") -> Any:
+        """Run the handler on ``event`` with a context counting down ``timeout_s``.
+
+        Raises:
+            FunctionTimedOut: the handler ran past ``timeout_s`` (as Lambda stops it; here it runs
+                on in its thread, holding the function, until it returns).
+        """
         handler = self.resolve()
-        with self.lock:
-            return handler(event, LambdaContext(f"{function_prefix}-{self.name}", self.timeout_s))
+        self.lock.acquire()  # one event at a time, as one Lambda sandbox
+        context = LambdaContext(f"{function_prefix}-{self.name}", self.timeout_s)
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["result"] = handler(event, context)
+            except BaseException as exc:  # re-raised on the request's thread
+                box["error"] = exc
+            finally:
+                self.lock.release()
+
+        worker = threading.Thread(target=run, name=f"lambda-{self.name}", daemon=True)
+        worker.start()
+        worker.join(self.timeout_s)
+        if worker.is_alive():
+            raise FunctionTimedOut(f"{context.function_name}: Task timed out after {self.timeout_s:.2f} seconds")
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
 
 
 class Gateway:
@@ -309,6 +337,12 @@ class Gateway:
         try:
             result = self.functions[route.function].invoke(event)
             status, out_headers, out_body = proxy_response_to_http(result)
+        except FunctionTimedOut as exc:
+            # Lambda ends the invocation; API Gateway's proxy integration answers a bare 502
+            self.log.write(f"[gateway] {route.function} on {method} {path}: {exc}\n")
+            self.log.flush()
+            return gateway_error(GatewayError(502, "InternalServerErrorException",
+                                              "Internal server error"), base_headers)
         except Exception:
             self.log.write(f"[gateway] {route.function} failed on {method} {path}:\n"
                            + traceback.format_exc())
