@@ -44,7 +44,7 @@ from recsys_infra.training_jobs import s3_channel, training_job
 ROLLOUT_POLL_S = 60
 # SageMaker refuses CreateTrainingJob while the account's instance quota is in use (another run,
 # another team) or when its API throttles: wait and retry with jittered exponential backoff,
-# about 45 minutes in all, before the run fails.
+# at most 45 minutes in all (full jitter), before the run fails.
 CAPACITY_ERRORS = (
     "SageMaker.ResourceLimitExceededException",
     "SageMaker.ResourceInUseException",
