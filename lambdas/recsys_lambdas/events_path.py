@@ -112,7 +112,6 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
             first_pos[event["eventId"]] = pos
     keys = {pos: idempotency_key(tracking_id, identity, events[pos]["eventId"]) for pos in first_pos.values()}
     table, users = settings.idempotency_table, settings.users_table
-    # one round trip: which events were accepted before, and the session's row (consistent)
     # the time left once this read, a Firehose call and a history attempt are accounted for
     spare = deps.remaining_s() - limits.DYNAMODB_CALL_MAX_S - limits.FIREHOSE_CALL_MAX_S - limits.HISTORY_ATTEMPT_S
     if spare <= 0:
@@ -120,7 +119,7 @@ def put_events(deps: Deps, request: Dict[str, Any]) -> List[EventOutcome]:
               f"{max(0.0, deps.remaining_s()):.1f} s left of the request's time: too little to record "
               "an event; nothing was written, retry the request")
         _unavailable(deps, outcomes)
-    try:
+    try:  # one round trip: the events accepted before, and the session's row (consistent)
         found = feature_store.batch_get(
             deps.ddb, {table: [{"id": {"S": key}} for key in keys.values()],
                        users: [{contracts.USERS.partition_key: {"S": session_key}}]},
