@@ -103,7 +103,7 @@ def evaluate_model(rec, histories: Sequence[np.ndarray], targets: np.ndarray, ba
                 lst = [i for i in c.sources[s].tolist() if i not in hist]
                 source_hit[s][u] = t in set(lst)
                 per_source[s][u] = rank_in(lst, t)
-        if log and (start // batch_size) % 20 == 0:
+        if (start // batch_size) % 20 == 0:
             log(f"[evaluate] {min(n, start + batch_size):,}/{n:,} users ({time.time() - started:.1f}s)")
     p = rec.retrieval.params
     sizes = {"ann": p.n_ann, "recent": p.n_recent, "covisit": p.n_covisit, "knn": p.n_knn, "ease": p.n_ease,

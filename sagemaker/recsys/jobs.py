@@ -68,6 +68,12 @@ def _channel(name: str, required: bool) -> Optional[Path]:
     return path
 
 
+def _required_channel(name: str) -> Path:
+    path = _channel(name, required=True)
+    assert path is not None  # _env_dir raised otherwise
+    return path
+
+
 def _run(job, argv: List[str]) -> int:
     started = time.time()
     try:
@@ -144,8 +150,8 @@ def ranker_job(hyperparameters: Dict[str, str], code_dir: Optional[Path] = None)
     ``code_dir`` (the entry point's folder) is copied into the model as ``code/``.
     """
     _, kparams = split_hyperparameters(hyperparameters)
-    events_dir = _channel("events", required=True)
-    retrieval_dir = _channel("retrieval", required=True)
+    events_dir = _required_channel("events")
+    retrieval_dir = _required_channel("retrieval")
     model_dir = _env_dir("SM_MODEL_DIR", "/opt/ml/model")
     output_dir = _env_dir("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
     with tempfile.TemporaryDirectory() as tmp:

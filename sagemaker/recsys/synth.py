@@ -158,7 +158,7 @@ def generate(
                         cum = cum_by_epoch_cat[epoch][c]
                         if cum is None:
                             continue
-                        cand = int(members[c][min(len(cum) - 1, np.searchsorted(cum, uniform()))])
+                        cand = int(members[c][min(len(cum) - 1, int(np.searchsorted(cum, uniform())))])
                     if cand not in seen and release[cand] <= t:
                         item = cand
                         break

@@ -130,14 +130,11 @@ def fit_retrieval(seqs: Sequences, items: Optional[Items], params: RetrievalPara
     retrieval = RetrievalModel.fit(seqs.items, seqs.times, seqs.n_items, params, log=log)
     text_index = None
     if items is not None:
-        try:
-            from .text import TextIndex
-        except ImportError:  # the text index module is optional in older artifacts
-            TextIndex = None  # type: ignore[assignment]
-        if TextIndex is not None:
-            attrs = dict(zip(items.item_ids, items.attributes))
-            text_index = TextIndex.build(catalogue.texts([attrs.get(i, {}) for i in catalogue.item_ids]))
-            log(f"[retrieval] text index over {len(catalogue):,} titles")
+        from .text import TextIndex
+
+        attrs = dict(zip(items.item_ids, items.attributes))
+        text_index = TextIndex.build(catalogue.texts([attrs.get(i, {}) for i in catalogue.item_ids]))
+        log(f"[retrieval] text index over {len(catalogue):,} titles")
     manifest = {
         "format_version": FORMAT_VERSION,
         "model_version": _version(summary or {}, asdict(params)),
@@ -199,7 +196,7 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
         pick = np.sort(rng.choice(len(training), size=kparams.ranker_max_examples, replace=False))
         training = [training[i] for i in pick.tolist()]
 
-    def training_pairs(batch: Tuple[int, List[Tuple[int, int]]]) -> Tuple[np.ndarray, np.ndarray]:
+    def training_pairs(batch: Tuple[int, Sequence[Tuple[int, int]]]) -> Tuple[np.ndarray, np.ndarray]:
         """Sampled (features, label) rows of one batch of examples; its own seeded generator, so
         the result does not depend on how batches are spread over processes."""
         number, pairs = batch
@@ -239,7 +236,7 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
     log(f"[ranker] logistic regression on {len(y):,} pairs ({int(y.sum()):,} positives)")
 
     # offline validation on the held-out users, with the stage-1 model that never saw their targets
-    def validation_ranks(pairs: List[Tuple[int, int]]) -> np.ndarray:
+    def validation_ranks(pairs: Sequence[Tuple[int, int]]) -> np.ndarray:
         """Per example: the target's rank by the two-stage order and by fusion (-1 = not in the
         top 20), and whether it was a candidate at all."""
         out = np.full((len(pairs), 3), -1, np.int64)
@@ -256,16 +253,13 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
     ranks_all = np.concatenate(ranks) if ranks else np.zeros((0, 3), np.int64)
     two_stage, fusion, recall = ranks_all[:, 0], ranks_all[:, 1], ranks_all[:, 2].astype(bool)
     log(f"[ranker] validated on {len(validation):,} held-out users")
-    offline = {
-        "validation_users": len(validation),
-        "two_stage": metrics_from_ranks(two_stage),
-        "retrieval": metrics_from_ranks(fusion),
-        "candidate_recall": float(np.mean(recall)) if len(recall) else 0.0,
-    }
-    for name in ("two_stage", "retrieval"):
-        for key, value in offline[name].items():
+    ranked = {"two_stage": metrics_from_ranks(two_stage), "retrieval": metrics_from_ranks(fusion)}
+    candidate_recall = float(np.mean(recall)) if len(recall) else 0.0
+    offline: Dict[str, Any] = {"validation_users": len(validation), **ranked, "candidate_recall": candidate_recall}
+    for name, values in ranked.items():
+        for key, value in values.items():
             emit_metric(f"{name}_{key}", value, log)
-    emit_metric("candidate_recall", offline["candidate_recall"], log)
+    emit_metric("candidate_recall", candidate_recall, log)
     manifest = dict(rec.manifest)
     manifest["offline_metrics"] = offline
     manifest["ranker"] = {"features": list(FEATURES), **ranker.info}
