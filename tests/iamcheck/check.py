@@ -10,6 +10,7 @@ from iamcheck.templates import Environment, Role
 
 
 def bucket_policies(env: Environment, bucket: str) -> List[Dict[str, Any]]:
+    """The bucket policy documents of ``bucket`` (resolved)."""
     out = []
     for stack, _, resource in env.resources("AWS::S3::BucketPolicy"):
         props = env.resolve(resource["Properties"], stack)
@@ -32,11 +33,13 @@ def resource_policies(env: Environment, request: Request) -> List[ResourcePolicy
 
 
 def evaluate(env: Environment, role: Role, request: Request) -> Decision:
+    """Decide ``request`` for ``role`` with its policies and the resource's policies."""
     return decide(request, role.policies, resource_policies(env, request), principal=role.arn,
                   account=env.account)
 
 
 def with_kms(env: Environment, requests: Iterable[Request]) -> List[Request]:
+    """``requests`` plus the KMS requests each implies (customer-managed keys)."""
     out = []
     for request in requests:
         out.append(request)
@@ -62,4 +65,5 @@ def denials(env: Environment, items: Iterable[Tuple[Role, Request]]) -> List[str
 
 
 def fmt(lines: Sequence[str]) -> str:
+    """The assertion message for denied requests."""
     return f"{len(lines)} request(s) denied:\n" + "\n".join(lines)

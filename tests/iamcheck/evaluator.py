@@ -193,6 +193,8 @@ def _results(documents: Iterable[Mapping[str, Any]], request: Request, principal
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
+    """The outcome of :func:`decide` and the policy that settled it."""
+
     allowed: bool
     reason: str
 

@@ -23,7 +23,7 @@ from botocore import handlers
 PACKAGE = "recsys_lambdas"
 # Environment variables that name AWS resources: a recorded name is bound to the variable whose
 # value it was when the call was made (the synthesized function sets the same variables).
-ENV_PREFIXES = ("USERS_TABLE", "ITEMS_TABLE", "BATCH_RECOMMENDATIONS_TABLE", "IDEMPOTENCY_TABLE",
+NAMING_ENV_VARS = ("USERS_TABLE", "ITEMS_TABLE", "BATCH_RECOMMENDATIONS_TABLE", "IDEMPOTENCY_TABLE",
                 "EVENTS_DELIVERY_STREAM", "ENDPOINT_NAME", "SERVING_MODE", "ARTIFACTS_BUCKET",
                 "SERVING_STACK_NAME", "SERVING_DEPLOY_ROLE_ARN")
 
@@ -65,6 +65,7 @@ class Recorder:
 
     def before(self, params: Dict[str, Any], model: Any, context: Dict[str, Any],
                **_: Any) -> None:
+        """``before-parameter-build`` handler: record the call if Lambda code makes it."""
         if self.test is None:
             return
         module = self._component()
@@ -76,13 +77,14 @@ class Recorder:
             service=model.service_model.service_name,
             operation=model.name,
             params=dict(params),
-            env={k: v for k, v in os.environ.items() if k in ENV_PREFIXES},
+            env={k: v for k, v in os.environ.items() if k in NAMING_ENV_VARS},
         )
         context["iamcheck_call"] = call
         self.calls.append(call)
 
     def after(self, http_response: Any, parsed: Dict[str, Any], context: Dict[str, Any],
               **_: Any) -> None:
+        """``after-call`` handler: note the error code the service answered."""
         call = context.get("iamcheck_call")
         if call is not None and getattr(http_response, "status_code", 200) >= 300:
             call.error = str((parsed or {}).get("Error", {}).get("Code") or http_response.status_code)

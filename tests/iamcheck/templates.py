@@ -107,6 +107,7 @@ class Environment:
                     yield stack, logical_id, resource
 
     def resource(self, stack: str, logical_id: str) -> Dict[str, Any]:
+        """A resource of a stack's template, unresolved."""
         return self.templates[stack]["Resources"][logical_id]
 
     def _pseudo(self, stack: str, name: str) -> str:
@@ -134,6 +135,7 @@ class Environment:
         return f"{stack}-{logical_id}"
 
     def arn_of(self, stack: str, logical_id: str) -> str:
+        """What ``Fn::GetAtt <resource>.Arn`` returns."""
         resource = self.resource(stack, logical_id)
         fmt = _ARN.get(resource["Type"])
         if fmt is None:
@@ -266,6 +268,7 @@ class Environment:
         return roles
 
     def role_by_arn(self, arn: str) -> Role:
+        """The role of the environment with this ARN (KeyError if none)."""
         for role in self.roles.values():
             if role.arn == arn:
                 return role
