@@ -244,3 +244,30 @@ def test_a_handler_past_its_timeout_gets_api_gateways_502(tmp_path):
     release.set()  # the stuck invocation ends; the function serves again
     assert gateway.handle("POST", "/recommendations", [], b"{}")[0] == 200
     assert gateway.handle("GET", "/health", [], b"")[0] == 200
+
+
+def test_each_functions_output_goes_to_its_own_log(tmp_path, capsys):
+    """What a handler prints or logs (Powertools' EMF metric lines included) goes to
+    <log_dir>/<function>.log, as Lambda sends it to CloudWatch, not into the terminal."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("test-function-output")
+    logger.setLevel(logging.INFO)
+
+    def chatty_handler(event, context):
+        print('{"_aws": {"CloudWatchMetrics": []}, "EventsAccepted": [1.0]}')
+        logger.addHandler(logging.StreamHandler(sys.stdout))  # as Powertools' Logger, made at import
+        logger.info("handled %s", event["path"])
+        print("to stderr", file=sys.stderr)
+        return health_handler(event, context)
+
+    gateway = Gateway(routes.ROUTES, {"recommendations": chatty_handler, "events": failing_handler,
+                                      "meta": health_handler}, log_dir=tmp_path / "logs")
+    assert gateway.handle("POST", "/recommendations", [], b"{}")[0] == 200
+    print("the stack's own line")
+    text = (tmp_path / "logs" / "recommendations.log").read_text()
+    assert '"EventsAccepted": [1.0]' in text and "handled /recommendations" in text and "to stderr" in text
+    assert (tmp_path / "logs" / "events.log").read_text() == ""
+    out = capsys.readouterr()
+    assert "EventsAccepted" not in out.out + out.err and "the stack's own line" in out.out

@@ -287,6 +287,17 @@ def test_a_malformed_chunked_body_is_a_4xx_over_http(stack):
     assert b"malformed chunked body" in answer
 
 
+def test_each_functions_output_is_in_its_own_log_not_the_terminal(stack, batch):
+    user = batch["users"][3]["userId"]
+    resp = post(stack, "/events", {"trackingId": "e2e", "userId": user, "sessionId": "s-log", "eventList": [
+        {"eventId": "log-0", "eventType": "click", "itemId": next(iter(batch["items"])), "sentAt": int(time.time())}]})
+    assert resp.status_code == 200, resp.text
+    logs = stack["work_dir"] / "logs"
+    assert wait_until(lambda: "EventsAccepted" in (logs / "events.log").read_text(), 10)
+    assert (logs / "recommendations.log").exists() and (logs / "meta.log").exists()
+    assert '"_aws"' not in stack["proc"].output()  # no EMF blob among the stack's own lines
+
+
 def test_endpoint_serves_the_real_model_from_two_worker_processes(stack):
     endpoint = stack["state"]["endpoint_url"]
     body = {"action": "popular", "k": 3}

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -213,6 +214,37 @@ def proxy_response_to_http(result: Any) -> HttpResponse:
     return status, headers, raw
 
 
+_ROUTE = threading.local()  # .sink: the function log of the invocation running on this thread
+
+
+class _RoutedStream:
+    """``sys.stdout``/``sys.stderr`` for the stack's process: what a handler writes (its logs,
+    Powertools' EMF metric lines) goes to its function's log, the rest to the original stream."""
+
+    def __init__(self, default: Any) -> None:
+        self._default = default
+
+    def write(self, text: str) -> int:
+        sink = getattr(_ROUTE, "sink", None)
+        return int((sink or self._default).write(text) or 0)
+
+    def flush(self) -> None:
+        sink = getattr(_ROUTE, "sink", None)
+        (sink or self._default).flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._default, name)
+
+
+def route_function_output() -> None:
+    """Install the routed streams (once; before the handlers are imported, so that Powertools'
+    log handler holds the routed ``sys.stdout``)."""
+    if not isinstance(sys.stdout, _RoutedStream):
+        sys.stdout = _RoutedStream(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, _RoutedStream):
+        sys.stderr = _RoutedStream(sys.stderr)  # type: ignore[assignment]
+
+
 class FunctionTimedOut(Exception):
     """A handler ran past its function's timeout (Lambda's "Task timed out")."""
 
@@ -244,6 +276,7 @@ class LambdaFunction:
     handler: Any
     timeout_s: float = float(contracts.API_FUNCTION_TIMEOUT_S)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    log_file: Any = None  # an open text file: the function's output, as Lambda's CloudWatch log
 
     def resolve(self) -> Handler:
         """Import the handler (the cold start); raises ImportError/AttributeError naming it."""
@@ -266,11 +299,15 @@ class LambdaFunction:
         box: dict[str, Any] = {}
 
         def run() -> None:
+            _ROUTE.sink = self.log_file
             try:
                 box["result"] = handler(event, context)
             except BaseException as exc:  # re-raised on the request's thread
                 box["error"] = exc
             finally:
+                _ROUTE.sink = None
+                if self.log_file is not None:
+                    self.log_file.flush()
                 self.lock.release()
 
         worker = threading.Thread(target=run, name=f"lambda-{self.name}", daemon=True)
@@ -292,6 +329,9 @@ class Gateway:
         stage: the stage name in ``requestContext``.
         health_parts: extra health parts merged into ``GET /health`` as ``localStack``.
         log: where handler tracebacks go.
+        log_dir: when given, each function's output (what its handler prints and logs, EMF
+            metric lines included) goes to ``log_dir/<function>.log``, as Lambda sends it to
+            the function's CloudWatch log group, not to this process's terminal.
     """
 
     def __init__(
@@ -302,10 +342,17 @@ class Gateway:
         timeout_s: float = float(contracts.API_FUNCTION_TIMEOUT_S),
         health_parts: Optional[Callable[[], dict[str, Any]]] = None,
         log: Any = None,
+        log_dir: Optional[Path] = None,
     ) -> None:
         self.routes = compile_routes(routes)
         self.functions = {name: LambdaFunction(name, handler, timeout_s)
                           for name, handler in functions.items()}
+        self.log_dir = log_dir
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            for name, function in self.functions.items():
+                function.log_file = open(log_dir / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115 - lives with the gateway
+            route_function_output()
         missing = {r.function for r in self.routes} - set(self.functions)
         if missing:
             raise ValueError(f"routes name functions that are not defined: {sorted(missing)}")

@@ -420,9 +420,10 @@ class LocalStack:
             contracts.ENV_SAGEMAKER_ENDPOINT_URL: self.endpoint_url,
             # botocore's own per-service override, for any client built without our settings
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoint_url,
-            # The X-Ray daemon and CloudWatch's metric log lines have no local counterpart.
+            # The X-Ray daemon has no local counterpart; the EMF metric lines go to the
+            # function's log under <work dir>/logs/, as Lambda sends them to CloudWatch.
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "false"),
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         })
         return env
@@ -442,15 +443,16 @@ class LocalStack:
             lambda_aws.reset()
         except ImportError:
             pass
+        log_dir = self.work_dir / "logs"
         gateway = Gateway(routes.ROUTES, routes.FUNCTIONS, stage="local",
-                          health_parts=self.health_parts, log=self.out)
+                          health_parts=self.health_parts, log=self.out, log_dir=log_dir)
         gateway.load_handlers()
         self.gateway_server = GatewayServer(gateway, self.gateway_sock).start()
         self._stoppers.append(self.gateway_server.stop)
         self.gateway_url = f"http://{self.options.host}:{self.gateway_server.port}"
         self.step(5, f"API Gateway on {self.gateway_url}: {len(routes.ROUTES)} routes -> Lambda "
-                     f"functions {', '.join(sorted(routes.FUNCTIONS))} "
-                     f"({time.monotonic() - started:.1f}s)")
+                     f"functions {', '.join(sorted(routes.FUNCTIONS))}, their logs in "
+                     f"{log_dir}/<function>.log ({time.monotonic() - started:.1f}s)")
 
     # --- running ------------------------------------------------------------------------
 
