@@ -129,6 +129,20 @@ def _training_job(env: Environment, sfn_role: Role, states: _States, name: str,
     for member in ("model.tar.gz", "output.tar.gz"):
         yield Declared(job_role, _req("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}{job}/output/{member}", owhy))
     yield from kms_for_object(env, job_role, bucket, "write", owhy)
+    # Keys named in the job: the output is encrypted with KmsKeyId (S3 uses it for the job's
+    # role), the ML storage volume with VolumeKmsKeyId (SageMaker creates a grant as the role).
+    output_key = params["OutputDataConfig"].get("KmsKeyId")
+    if output_key:
+        arn = key_arn(env, output_key)
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            yield Declared(job_role, kms_request(env, action, arn, "s3", f"{owhy} (KmsKeyId)"))
+    volume_key = params.get("ResourceConfig", {}).get("VolumeKmsKeyId")
+    if volume_key:
+        arn = key_arn(env, volume_key)
+        vwhy = f"training job of {name!r}: ML storage volume (VolumeKmsKeyId)"
+        grant = kms_request(env, "kms:CreateGrant", arn, "sagemaker", vwhy)
+        yield Declared(job_role, Request(grant.action, grant.resource,
+                                         {**grant.context, "kms:GrantIsForAWSResource": "true"}, vwhy))
     submit = json.loads(params.get("HyperParameters", {}).get("sagemaker_submit_directory", '""'))
     if submit.startswith("s3://"):
         bucket, key = _split(submit)
