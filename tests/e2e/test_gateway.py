@@ -271,3 +271,24 @@ def test_each_functions_output_goes_to_its_own_log(tmp_path, capsys):
     assert (tmp_path / "logs" / "events.log").read_text() == ""
     out = capsys.readouterr()
     assert "EventsAccepted" not in out.out + out.err and "the stack's own line" in out.out
+
+
+def test_requests_are_validated_with_the_models_cdk_attaches():
+    """The emulator checks bodies and required parameters against the same models CDK builds for
+    API Gateway (recsys_infra.openapi_models), answering in API Gateway's shape."""
+    from recsys_lambdas.validation import openapi_document
+
+    SEEN.clear()
+    gateway = Gateway(routes.ROUTES, {"recommendations": echo_handler, "events": echo_handler,
+                                      "meta": health_handler}, document=openapi_document())
+    for body in (b"{}", b'{"trackingId": "t"}', b"not json", b"[" * 100_000, b""):
+        status, headers, out = gateway.handle("POST", "/events", [("Content-Type", "application/json")], body)
+        assert status == 400 and json.loads(out) == {"message": "Invalid request body"}, body[:20]
+        assert dict(headers)["x-amzn-ErrorType"] == "BadRequestException"
+    status, _, out = gateway.handle("GET", "/search", [], b"")
+    assert status == 400 and json.loads(out) == {"message": "Missing required request parameters: [q]"}
+    assert not SEEN  # no handler ran
+    ok = {"trackingId": "t", "sessionId": "s", "eventList": [{"eventType": "click", "itemId": "i", "sentAt": 1}]}
+    assert gateway.handle("POST", "/events", [], json.dumps(ok).encode())[0] == 200
+    assert gateway.handle("GET", "/search?q=tower", [], b"")[0] == 200
+    assert len(SEEN) == 2

@@ -214,6 +214,45 @@ def proxy_response_to_http(result: Any) -> HttpResponse:
     return status, headers, raw
 
 
+class RequestValidator:
+    """API Gateway's request validation, from the models CDK attaches (the same document, the same
+    ``recsys_infra.openapi_models.operation_validation``): required parameters and the JSON body
+    schema, answered in API Gateway's shape before any handler runs."""
+
+    def __init__(self, document: Mapping[str, Any], routes: Sequence[CompiledRoute]) -> None:
+        import fastjsonschema
+        from recsys_infra.openapi_models import operation_validation
+
+        self._checks: dict[str, tuple[Any, list[str]]] = {}
+        for route in routes:
+            spec = operation_validation(dict(document), route.method, route.resource)
+            body = fastjsonschema.compile(spec.body_schema) if spec.body_schema else None
+            required = [name for name, needed in spec.required_parameters.items() if needed]
+            self._checks[route.operation_id] = (body, required)
+
+    def check(self, route: CompiledRoute, query: str, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+        """Raises GatewayError (400 ``BadRequestException``) as API Gateway's validator does."""
+        import fastjsonschema
+
+        validate, required = self._checks.get(route.operation_id, (None, []))
+        params = {k for k, _ in parse_qsl(query, keep_blank_values=True)}
+        names = {k.lower() for k, _ in headers}
+        missing = []
+        for name in required:
+            _, _, where, key = name.split(".", 3)
+            if (where == "querystring" and key not in params) or (where == "header" and key.lower() not in names):
+                missing.append(key)
+        if missing:
+            raise GatewayError(400, "BadRequestException",
+                               f"Missing required request parameters: [{', '.join(missing)}]")
+        if validate is None:
+            return
+        try:
+            validate(json.loads(body.decode("utf-8")) if body.strip() else None)
+        except (ValueError, UnicodeDecodeError, RecursionError, fastjsonschema.JsonSchemaException):
+            raise GatewayError(400, "BadRequestException", "Invalid request body") from None
+
+
 _ROUTE = threading.local()  # .sink: the function log of the invocation running on this thread
 
 
@@ -329,6 +368,8 @@ class Gateway:
         stage: the stage name in ``requestContext``.
         health_parts: extra health parts merged into ``GET /health`` as ``localStack``.
         log: where handler tracebacks go.
+        document: the OpenAPI document; when given, requests are validated as API Gateway does
+            with the models CDK builds from it (:class:`RequestValidator`).
         log_dir: when given, each function's output (what its handler prints and logs, EMF
             metric lines included) goes to ``log_dir/<function>.log``, as Lambda sends it to
             the function's CloudWatch log group, not to this process's terminal.
@@ -343,8 +384,10 @@ class Gateway:
         health_parts: Optional[Callable[[], dict[str, Any]]] = None,
         log: Any = None,
         log_dir: Optional[Path] = None,
+        document: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self.routes = compile_routes(routes)
+        self.validator = RequestValidator(document, self.routes) if document is not None else None
         self.functions = {name: LambdaFunction(name, handler, timeout_s)
                           for name, handler in functions.items()}
         self.log_dir = log_dir
@@ -377,6 +420,8 @@ class Gateway:
                 raise GatewayError(413, "RequestTooLarge",
                                    f"request body is {len(body)} bytes; at most {MAX_BODY_BYTES} allowed")
             route, params = match_route(self.routes, method.upper(), path)
+            if self.validator is not None:
+                self.validator.check(route, split.query, headers, body)
         except GatewayError as exc:
             return gateway_error(exc, base_headers)
         event = build_event(route, params, method.upper(), path, split.query, headers, body,

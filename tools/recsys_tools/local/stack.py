@@ -443,9 +443,13 @@ class LocalStack:
             lambda_aws.reset()
         except ImportError:
             pass
+        from recsys_lambdas.validation import openapi_document
+
         log_dir = self.work_dir / "logs"
+        # validated with the models CDK attaches to API Gateway, in API Gateway's error shape
         gateway = Gateway(routes.ROUTES, routes.FUNCTIONS, stage="local",
-                          health_parts=self.health_parts, log=self.out, log_dir=log_dir)
+                          health_parts=self.health_parts, log=self.out, log_dir=log_dir,
+                          document=openapi_document())
         gateway.load_handlers()
         self.gateway_server = GatewayServer(gateway, self.gateway_sock).start()
         self._stoppers.append(self.gateway_server.stop)
