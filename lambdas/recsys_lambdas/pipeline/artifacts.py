@@ -160,9 +160,15 @@ def read_serving_record(s3: Any, bucket: str) -> Optional[dict[str, Any]]:
     Raises:
         ArtifactError: The record exists but is not a JSON object.
     """
+    # Ask first with a listing of that one key: S3 answers a GetObject of a missing key with 404
+    # only when the caller may list the bucket, and AWS does not document which s3:prefix that
+    # implicit check evaluates; a ListObjectsV2 with Prefix is evaluated with s3:prefix = Prefix.
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=SERVING_RECORD_KEY, MaxKeys=1)
+    if not any(obj["Key"] == SERVING_RECORD_KEY for obj in listing.get("Contents", [])):
+        return None
     try:
         body = s3.get_object(Bucket=bucket, Key=SERVING_RECORD_KEY)["Body"].read()
-    except s3.exceptions.NoSuchKey:
+    except s3.exceptions.NoSuchKey:  # deleted since the listing
         return None
     try:
         record = json.loads(body)

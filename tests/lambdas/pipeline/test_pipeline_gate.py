@@ -121,3 +121,28 @@ def test_output_data_url_is_the_sibling_of_model_tar_gz():
         artifacts.output_data_url("s3://b/models/j/output/other.tar.gz")
     with pytest.raises(ArtifactError, match="not an s3:// URI"):
         artifacts.output_data_url("https://b/model.tar.gz")
+
+
+def test_a_missing_serving_record_is_known_from_a_listing_not_from_a_denied_get():
+    """Without an effective s3:ListBucket, S3 answers GetObject of a missing key with 403; the
+    record's absence is read from a ListObjectsV2 of that one key, so no GetObject is made."""
+    import boto3
+    from botocore.stub import Stubber
+
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    key = artifacts.SERVING_RECORD_KEY
+    with Stubber(s3) as stub:
+        stub.add_response(
+            "list_objects_v2",
+            {"KeyCount": 1, "Contents": [{"Key": key + ".bak"}]},
+            {"Bucket": BUCKET, "Prefix": key, "MaxKeys": 1},
+        )
+        assert artifacts.read_serving_record(s3, BUCKET) is None
+        stub.assert_no_pending_responses()
+    with Stubber(s3) as stub:
+        stub.add_response(
+            "list_objects_v2", {"KeyCount": 0}, {"Bucket": BUCKET, "Prefix": key, "MaxKeys": 1}
+        )
+        stub.add_client_error("get_object", "AccessDenied", http_status_code=403)
+        # never reaches the GetObject that would have been denied
+        assert artifacts.read_serving_record(s3, BUCKET) is None
