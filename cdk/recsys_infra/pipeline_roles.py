@@ -13,7 +13,10 @@ from recsys_lambdas import contracts
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.encryption import ATTACH, WRITE, grant_data_key
 from recsys_infra.images import grant_image_pull
-from recsys_infra.nag import acknowledge_policy, checkov_skip, finding
+from recsys_infra.nag import acknowledge_policy, finding
+from recsys_infra.serving import VARIANT_INSTANCE_COUNT
+
+SCALABLE_TARGETS = "arn:{partition}:application-autoscaling:{region}:{account}:scalable-target/*"
 
 
 def training_role(
@@ -197,15 +200,32 @@ def serving_deploy_role(
     role.add_to_policy(
         iam.PolicyStatement(
             actions=[
-                "application-autoscaling:RegisterScalableTarget",
-                "application-autoscaling:DeregisterScalableTarget",
                 "application-autoscaling:DescribeScalableTargets",
-                "application-autoscaling:PutScalingPolicy",
-                "application-autoscaling:DeleteScalingPolicy",
                 "application-autoscaling:DescribeScalingPolicies",
                 "cloudwatch:DescribeAlarms",
             ],
             resources=["*"],
+        )
+    )
+    # As far as Application Auto Scaling allows: a scalable target's ARN ends in an id the
+    # service generates, so the write actions are scoped to SageMaker variant instance counts by
+    # the service's own condition keys.
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=[
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DeleteScalingPolicy",
+            ],
+            resources=[SCALABLE_TARGETS.format(partition=stack.partition, region=stack.region,
+                                               account=stack.account)],
+            conditions={
+                "StringEquals": {
+                    "application-autoscaling:service-namespace": "sagemaker",
+                    "application-autoscaling:scalable-dimension": VARIANT_INSTANCE_COUNT,
+                }
+            },
         )
     )
     role.add_to_policy(
@@ -240,18 +260,23 @@ def serving_deploy_role(
     # The endpoint config's KmsKeyId (encryption: kms): CreateEndpoint/UpdateEndpoint as
     # this role attach the data key to the instances' volumes.
     grant_data_key(role, cfg, actions=ATTACH, via=["sagemaker"])
-    checkov_skip(
-        role.node.find_child("DefaultPolicy"),
-        "CKV_AWS_111",
-        "Application Auto Scaling's target and policy writes of the endpoint's scaling take "
-        "no resource ARN ('*'); only CloudFormation can assume this role, and only the promote "
-        "step may pass it, for updates of the serving stack.",
-    )
     acknowledge_policy(
         role,
         "AwsSolutions-IAM5[Resource::*]",
-        "Application Auto Scaling target/policy APIs and cloudwatch:DescribeAlarms "
-        "have no resource-level permissions.",
+        "Application Auto Scaling's Describe APIs and cloudwatch:DescribeAlarms have no "
+        "resource-level permissions.",
+    )
+    acknowledge_policy(
+        role,
+        finding(
+            "AwsSolutions-IAM5",
+            SCALABLE_TARGETS.format(
+                partition=stack.partition, region=stack.region, account=stack.account
+            ),
+            stack,
+        ),
+        "A scalable target's ARN ends in an id Application Auto Scaling generates; the writes "
+        "are limited to SageMaker variant instance counts by the service's condition keys.",
     )
     for resource in ("model", "endpoint-config"):
         acknowledge_policy(

@@ -42,6 +42,7 @@ from recsys_infra.images import (
 )
 from recsys_infra.nag import LOG_GROUP_KMS_SKIP, acknowledge_policy, checkov_skip, finding
 
+VARIANT_INSTANCE_COUNT = "sagemaker:variant:DesiredInstanceCount"  # the scaled dimension
 VARIANT_NAME = "AllTraffic"  # stable: autoscaling and alarms address the variant by name
 # The parameter names the promote step sets (one home: the Lambda that updates them).
 MODEL_DATA_PARAMETER = promote.MODEL_DATA_PARAMETER
@@ -172,7 +173,7 @@ class Serving(Construct):
             self,
             "ScalableTarget",
             service_namespace="sagemaker",
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            scalable_dimension=VARIANT_INSTANCE_COUNT,
             resource_id=f"endpoint/{endpoint_name}/variant/{VARIANT_NAME}",
             min_capacity=ep.min_instances,
             max_capacity=ep.max_instances,

@@ -216,14 +216,35 @@ def serving_requests(env: Environment, deploy_role: Role) -> Iterator[Declared]:
         elif type_ == "AWS::ApplicationAutoScaling::ScalableTarget":
             yield from _scalable_target(env, deploy_role, props, why)
         elif type_ == "AWS::ApplicationAutoScaling::ScalingPolicy":
-            for action in ("PutScalingPolicy", "DescribeScalingPolicies", "DeleteScalingPolicy"):
-                yield Declared(deploy_role, _req(f"application-autoscaling:{action}", "*", why))
+            target_ref = resource["Properties"]["ScalingTargetId"]["Ref"]
+            target = env.resolve(env.resource(stack, target_ref).get("Properties", {}), stack)
+            context = _target_context(target)
+            yield Declared(deploy_role, _req("application-autoscaling:DescribeScalingPolicies", "*", why))
+            for action in ("PutScalingPolicy", "DeleteScalingPolicy"):
+                yield Declared(deploy_role, _req(f"application-autoscaling:{action}",
+                                                 _scalable_target_arn(env), why, **context))
+
+
+def _scalable_target_arn(env: Environment) -> str:
+    # Application Auto Scaling names a scalable target by an id it generates (a hex string).
+    return (f"arn:aws:application-autoscaling:{env.region}:{env.account}:"
+            "scalable-target/0a1b2c3d4e5f60718293a4b5c6d7e8f9")
+
+
+def _target_context(props: Mapping[str, Any]) -> dict:
+    """The condition keys Application Auto Scaling sets on a scalable target's write actions."""
+    return {
+        "application-autoscaling:service-namespace": props["ServiceNamespace"],
+        "application-autoscaling:scalable-dimension": props["ScalableDimension"],
+    }
 
 
 def _scalable_target(env: Environment, role: Role, props: Mapping[str, Any],
                      why: str) -> Iterator[Declared]:
-    for action in ("RegisterScalableTarget", "DescribeScalableTargets", "DeregisterScalableTarget"):
-        yield Declared(role, _req(f"application-autoscaling:{action}", "*", why))
+    yield Declared(role, _req("application-autoscaling:DescribeScalableTargets", "*", why))
+    for action in ("RegisterScalableTarget", "DeregisterScalableTarget"):
+        yield Declared(role, _req(f"application-autoscaling:{action}", _scalable_target_arn(env),
+                                  why, **_target_context(props)))
     if props.get("ServiceNamespace") != "sagemaker":
         return
     # Application Auto Scaling's documented prerequisites: the caller of RegisterScalableTarget
