@@ -287,6 +287,26 @@ def test_promote_step_may_only_update_the_serving_stack_through_its_deploy_role(
     assert "cloudformation.amazonaws.com" in text
 
 
+def test_autoscaling_writes_are_scoped_to_sagemaker_variant_counts(training):
+    writes = {"RegisterScalableTarget", "DeregisterScalableTarget", "PutScalingPolicy",
+              "DeleteScalingPolicy"}
+    found = set()
+    for _, st in statements(training):
+        actions = {a.split(":", 1)[1] for a in as_list(st["Action"])
+                   if a.startswith("application-autoscaling:")}
+        if not actions & writes:
+            continue
+        found |= actions & writes
+        assert actions <= writes, st  # Describe* (no resource-level permissions) stays apart
+        resource = json.dumps(st["Resource"])
+        assert ":application-autoscaling:" in resource and "scalable-target/*" in resource, st
+        assert st["Condition"]["StringEquals"] == {
+            "application-autoscaling:service-namespace": "sagemaker",
+            "application-autoscaling:scalable-dimension": "sagemaker:variant:DesiredInstanceCount",
+        }
+    assert found == writes
+
+
 # --- storage ------------------------------------------------------------------------------
 
 
