@@ -11,14 +11,18 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 from recsys_lambdas import contracts, routes
 
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.encryption import READ, WRITE, grant_data_key
-from recsys_infra.functions import FunctionSpec, RecsysFunction, log_retention, removal_policy
-from recsys_infra.nag import LOG_GROUP_KMS_SKIP, acknowledge, checkov_skip, resource_of
+from recsys_infra.functions import (
+    FunctionSpec,
+    RecsysFunction,
+    removal_policy,
+    retained_log_group,
+)
+from recsys_infra.nag import acknowledge, checkov_skip, resource_of
 from recsys_infra.openapi_models import load_openapi, operation_validation
 
 STAGE_NAME = "v1"
@@ -82,13 +86,7 @@ class Api(Construct):
             )
         self._grant(cfg, stack, tables, delivery_stream_arn)
 
-        access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=log_retention(cfg),
-            removal_policy=removal_policy(cfg),
-        )
-        checkov_skip(access_logs, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
+        access_logs = retained_log_group(self, "AccessLogs", cfg)
         api_key_required = cfg.api.auth == "iam+api_key"
         self.rest_api = apigw.RestApi(
             self,
@@ -207,14 +205,12 @@ class Api(Construct):
         """Create the stage's execution log group (API Gateway names it
         ``API-Gateway-Execution-Logs_<restApiId>/<stage>`` and would create it without a
         retention period on the first error it logs) before the stage exists."""
-        group = logs.LogGroup(
+        group = retained_log_group(
             self,
             "ExecutionLogs",
-            log_group_name=f"API-Gateway-Execution-Logs_{self.rest_api.rest_api_id}/{STAGE_NAME}",
-            retention=log_retention(cfg),
-            removal_policy=removal_policy(cfg),
+            cfg,
+            f"API-Gateway-Execution-Logs_{self.rest_api.rest_api_id}/{STAGE_NAME}",
         )
-        checkov_skip(group, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
         self.rest_api.deployment_stage.node.add_dependency(group)
 
     def _gateway_responses(self) -> None:

@@ -74,12 +74,7 @@ class RecsysFunction(Construct):
         environment: Mapping[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention(cfg),
-            removal_policy=removal_policy(cfg),
-        )
+        self.log_group = retained_log_group(self, "Logs", cfg)
         # A role without the AWSLambdaBasicExecutionRole managed policy: that policy lets a
         # function write to any log group in the account; this one may write to its own only.
         self.role = iam.Role(
@@ -135,7 +130,6 @@ class RecsysFunction(Construct):
                 "(python311) and stays close to the SageMaker container's Python."
             ),
         )
-        checkov_skip(self.log_group, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
         for check_id, comment in _FUNCTION_SKIPS:
             checkov_skip(self.function, check_id, comment)
         if spec.reserved_concurrency is None:
@@ -199,3 +193,19 @@ def log_retention(cfg: EnvironmentConfig) -> logs.RetentionDays:
             f"lambdas.logRetentionDays: {days} is not one of CloudWatch's {sorted(_RETENTION)}"
         )
     return _RETENTION[days]
+
+
+def retained_log_group(
+    scope: Construct, construct_id: str, cfg: EnvironmentConfig, log_group_name: Optional[str] = None
+) -> logs.LogGroup:
+    """A log group with the configured retention and removal policy, created by CDK (also for
+    the names a service would otherwise create itself, without retention)."""
+    group = logs.LogGroup(
+        scope,
+        construct_id,
+        log_group_name=log_group_name,
+        retention=log_retention(cfg),
+        removal_policy=removal_policy(cfg),
+    )
+    checkov_skip(group, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
+    return group

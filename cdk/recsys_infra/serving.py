@@ -23,7 +23,6 @@ from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
@@ -33,14 +32,14 @@ from recsys_lambdas.pipeline import promote
 
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.encryption import ATTACH, READ, data_key_alias_arn, grant_data_key
-from recsys_infra.functions import log_retention, removal_policy
+from recsys_infra.functions import retained_log_group
 from recsys_infra.images import (
     INFERENCE_SCRIPT,
     MODEL_CODE_DIR,
     grant_image_pull,
     sklearn_image_uri,
 )
-from recsys_infra.nag import LOG_GROUP_KMS_SKIP, acknowledge_policy, checkov_skip, finding
+from recsys_infra.nag import acknowledge_policy, finding
 
 VARIANT_INSTANCE_COUNT = "sagemaker:variant:DesiredInstanceCount"  # the scaled dimension
 VARIANT_NAME = "AllTraffic"  # stable: autoscaling and alarms address the variant by name
@@ -227,14 +226,7 @@ class Serving(Construct):
         )
         # SageMaker would create the group without retention on the endpoint's first start:
         # create it first (outside HasModel, so it exists before the first model).
-        log_group = logs.LogGroup(
-            self,
-            "EndpointLogs",
-            log_group_name=f"/aws/sagemaker/Endpoints/{cfg.endpoint_name}",
-            retention=log_retention(cfg),
-            removal_policy=removal_policy(cfg),
-        )
-        checkov_skip(log_group, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
+        retained_log_group(self, "EndpointLogs", cfg, f"/aws/sagemaker/Endpoints/{cfg.endpoint_name}")
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],

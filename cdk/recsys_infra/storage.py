@@ -22,9 +22,8 @@ from recsys_lambdas import contracts
 
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.encryption import WRITE, data_key, grant_data_key
-from recsys_infra.functions import log_retention, removal_policy
+from recsys_infra.functions import removal_policy, retained_log_group
 from recsys_infra.nag import (
-    LOG_GROUP_KMS_SKIP,
     acknowledge,
     acknowledge_policy,
     checkov_skip,
@@ -151,13 +150,7 @@ class Storage(Construct):
     def _delivery_stream(self, cfg: EnvironmentConfig) -> firehose.CfnDeliveryStream:
         """Firehose -> events bucket, with a role that may write only its two prefixes."""
         stack = Stack.of(self)
-        log_group = logs.LogGroup(
-            self,
-            "DeliveryLogs",
-            retention=log_retention(cfg),
-            removal_policy=removal_policy(cfg),
-        )
-        checkov_skip(log_group, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
+        log_group = retained_log_group(self, "DeliveryLogs", cfg)
         log_stream = logs.LogStream(
             self, "DeliveryLogStream", log_group=log_group, log_stream_name="S3Delivery"
         )

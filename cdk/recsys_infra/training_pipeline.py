@@ -24,7 +24,6 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
@@ -34,9 +33,9 @@ from recsys_lambdas import contracts
 from recsys_lambdas.pipeline import promote
 
 from recsys_infra.config import EnvironmentConfig
-from recsys_infra.functions import log_retention, removal_policy
+from recsys_infra.functions import retained_log_group
 from recsys_infra.images import TRAINING_SCRIPTS, SourceAsset, sklearn_image_uri
-from recsys_infra.nag import LOG_GROUP_KMS_SKIP, acknowledge_policy, checkov_skip, finding
+from recsys_infra.nag import acknowledge_policy, finding
 from recsys_infra.pipeline_functions import pipeline_functions
 from recsys_infra.pipeline_roles import serving_deploy_role, training_role
 from recsys_infra.training_jobs import s3_channel, training_job
@@ -257,13 +256,7 @@ class TrainingPipeline(Construct):
         )
         inputs_present.check.otherwise(training)
         definition = prepare.next(inputs_present.start)
-        log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention(cfg),
-            removal_policy=removal_policy(cfg),
-        )
-        checkov_skip(log_group, "CKV_AWS_158", LOG_GROUP_KMS_SKIP)
+        log_group = retained_log_group(self, "Logs", cfg)
         runtime = Duration.minutes(2 * cfg.training.max_runtime_minutes + 120)
         self.state_machine = sfn.StateMachine(
             self,
