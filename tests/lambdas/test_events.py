@@ -505,17 +505,34 @@ def test_put_events_answers_within_the_lambdas_remaining_time(api_world, monkeyp
     with every event's result, so the client retries) comes before the Lambda's time is up,
     instead of after it (where API Gateway answers a bare 502)."""
     import time as _time
+    import types
 
     for name, value in (("DYNAMODB_CALL_MAX_S", 0.2), ("FIREHOSE_CALL_MAX_S", 0.3), ("HISTORY_ATTEMPT_S", 0.7)):
         monkeypatch.setattr(f"recsys_lambdas.settings.{name}", value)
     user = "deadline-user"
     assert _put(user, _events(["d0"], prefix="d0")).status == 200
 
+    # The slow calls advance a clock of the test's own, which the event path reads as its
+    # monotonic time: what is measured is the budget logic, not how fast moto runs on a loaded
+    # machine (in-process moto calls take no time on that clock).
+    now = [1000.0]
+
+    def elapse(seconds: float) -> None:
+        now[0] += seconds
+
+    fake_time = types.SimpleNamespace(**{n: getattr(_time, n) for n in dir(_time) if not n.startswith("__")})
+    fake_time.monotonic = lambda: now[0]
+    fake_time.sleep = elapse
+    for module in ("recsys_lambdas.service", "recsys_lambdas.events_path", "recsys_lambdas.events_log",
+                   "recsys_lambdas.feature_store",
+                   "recsys_lambdas.api.events"):
+        monkeypatch.setattr(f"{module}.time", fake_time)
+
     def slow_firehose(**_):
-        _time.sleep(0.5)
+        elapse(0.5)
 
     def conflicting_writer(**_):  # another request changes the history each time, slowly
-        _time.sleep(0.3)
+        elapse(0.45)
         api_world.ddb.update_item(TableName=sup.table(contracts.USERS), Key={"userId": {"S": user}},
                                   UpdateExpression="SET version = version + :one",
                                   ExpressionAttributeValues={":one": {"N": "1"}})
@@ -523,9 +540,10 @@ def test_put_events_answers_within_the_lambdas_remaining_time(api_world, monkeyp
     aws.client("firehose").meta.events.register_first("before-call.firehose.PutRecordBatch", slow_firehose)
     aws.client("dynamodb").meta.events.register_first("before-call.dynamodb.TransactWriteItems", conflicting_writer)
     body = {"trackingId": "trk", "userId": user, "sessionId": "s", "eventList": _events(["d1"], prefix="d1")}
-    started = _time.monotonic()
+    started = now[0]
     status, answer = _put_with_context(body, remaining_ms=2000)
-    elapsed = _time.monotonic() - started
+    elapsed = now[0] - started
+    assert elapsed > 0.8, answer  # the slow calls did run
     assert elapsed < 2.0, f"answered after {elapsed:.2f} s, past the Lambda's 2 s"
     assert status == 503 and answer["failedEventCount"] == 1, answer
     assert answer["eventResults"][0]["errorCode"] in ("TimeBudgetExhausted", "HistoryConflict")
