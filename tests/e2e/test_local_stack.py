@@ -267,6 +267,51 @@ def test_identical_events_without_ids_in_one_request_are_two_events(stack, batch
     assert [v["S"] for v in row["recentItems"]["L"]] == [item, item]
 
 
+def test_delete_makes_a_user_read_as_new_and_the_retrain_leaves_them_out(stack, batch, tmp_path):
+    """Events, DELETE, the user reads as new over HTTP; retraining on the stack's data (its event
+    log and its deletion records, as the pipeline's channels) leaves the user out of the model."""
+    from recsys import train
+
+    user = batch["users"][3]["userId"]
+    before = post(stack, "/recommendations", {"userId": user, "numResults": 10})
+    assert before.status_code == 200, before.text
+    now = int(time.time())
+    events = post(stack, "/events", {"trackingId": "e2e", "userId": user, "sessionId": "s-del", "eventList": [
+        {"eventId": f"del-{n}", "eventType": "click", "itemId": item, "sentAt": now + n}
+        for n, item in enumerate(item_ids(before.json())[:2])]})
+    assert events.status_code == 200, events.text
+    resp = requests.delete(f"{stack['url']}/users/{user}", timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["deleted"]["batchRecommendations"] is True and resp.json()["deleted"]["historyItems"] >= 2
+    after = post(stack, "/recommendations", {"userId": user, "numResults": 10})
+    stranger = post(stack, "/recommendations", {"userId": "e2e-never-seen", "numResults": 10})
+    assert item_ids(after.json()) == item_ids(stranger.json()) != item_ids(before.json())
+    again = requests.delete(f"{stack['url']}/users/{user}", timeout=30)
+    assert again.status_code == 200 and again.json()["deleted"] == {"historyItems": 0, "batchRecommendations": False}
+    bad = requests.delete(f"{stack['url']}/users/__popular__", timeout=30)
+    assert bad.status_code == 400 and bad.json()["message"]
+
+    state = stack["state"]
+    s3 = boto3.client("s3", endpoint_url=state["aws_url"], region_name="us-east-1")
+    folders = {}
+    for prefix in ("events/", "items/", "deletions/"):
+        folder = folders[prefix] = tmp_path / prefix.rstrip("/")
+        for obj in s3.list_objects_v2(Bucket=state["bucket"], Prefix=prefix).get("Contents", []):
+            target = folder / obj["Key"][len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(state["bucket"], obj["Key"], str(target))
+    assert (folders["deletions/"] / "_marker.json").read_text() == "{}"  # the stack's MarkDeletions
+    said: list = []
+    train.train(folders["events/"], folders["items/"], tmp_path / "model", tmp_path / "out",
+                hyperparameters={"dim": 8, "epochs": 1, "ef_construction": 40, "ranker_users": 100,
+                                 "ranker_negatives": 5, "ranker_hard_negatives": 2},
+                log=said.append, deletions_path=folders["deletions/"])
+    assert any("deleted user(s)" in line and "dropped 0 " not in line for line in said), said
+    retrained = [json.loads(line)["userId"] for line in
+                 (tmp_path / "out" / "batch" / "users.jsonl").read_text().splitlines() if line]
+    assert user not in retrained and batch["users"][4]["userId"] in retrained
+
+
 @pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"a":' * 100_000])
 def test_deeply_nested_json_is_a_4xx_over_http(stack, raw):
     for path in ("/events", "/recommendations"):
@@ -284,7 +329,9 @@ def test_a_malformed_chunked_body_is_a_4xx_over_http(stack):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"POST /events HTTP/1.1\r\nHost: local\r\nContent-Type: application/json\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n-5\r\nabcde\r\n0\r\n\r\n")
-        answer = sock.recv(65536)
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes the connection after its answer
+            answer += chunk
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
     assert b"malformed chunked body" in answer
 
