@@ -11,6 +11,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from recsys_lambdas import contracts, routes
 
@@ -22,7 +23,7 @@ from recsys_infra.functions import (
     removal_policy,
     retained_log_group,
 )
-from recsys_infra.nag import acknowledge, checkov_skip, resource_of
+from recsys_infra.nag import acknowledge, acknowledge_policy, checkov_skip, finding, resource_of
 from recsys_infra.openapi_models import load_openapi, operation_validation
 
 STAGE_NAME = "v1"
@@ -30,7 +31,7 @@ _READ = ["dynamodb:GetItem", "dynamodb:BatchGetItem"]
 _WRITE = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
 _DESCRIPTIONS = {
     "recommendations": "Recommendations, ranking, similar items and search",
-    "events": "PutEvents: durable event log and real-time user history",
+    "events": "PutEvents (durable event log, real-time user history) and DELETE /users",
     "meta": "Health and the OpenAPI document",
 }
 
@@ -53,6 +54,7 @@ class Api(Construct):
         tables: dict[str, dynamodb.ITable],
         delivery_stream_name: str,
         delivery_stream_arn: str,
+        events_bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -64,6 +66,7 @@ class Api(Construct):
             ].table_name,
             contracts.ENV_IDEMPOTENCY_TABLE: tables[contracts.IDEMPOTENCY.logical_name].table_name,
             contracts.ENV_EVENTS_STREAM: delivery_stream_name,
+            contracts.ENV_EVENTS_BUCKET: events_bucket.bucket_name,
             contracts.ENV_SERVING_MODE: cfg.serving_mode,
             contracts.ENV_ENDPOINT_NAME: cfg.endpoint_name,
             contracts.ENV_ENDPOINT_TIMEOUT_S: f"{cfg.endpoint.invoke_timeout_s:g}",
@@ -84,7 +87,7 @@ class Api(Construct):
                 ),
                 environment=env,
             )
-        self._grant(cfg, stack, tables, delivery_stream_arn)
+        self._grant(cfg, stack, tables, delivery_stream_arn, events_bucket)
 
         access_logs = retained_log_group(self, "AccessLogs", cfg)
         api_key_required = cfg.api.auth == "iam+api_key"
@@ -166,6 +169,7 @@ class Api(Construct):
         stack: Stack,
         tables: dict[str, dynamodb.ITable],
         stream_arn: str,
+        events_bucket: s3.IBucket,
     ) -> None:
         def allow(function: str, actions: list[str], resources: list[str]) -> None:
             if function in self.functions:
@@ -189,17 +193,29 @@ class Api(Construct):
             ["firehose:PutRecord", "firehose:PutRecordBatch"],
             [stream_arn],
         )
+        # DELETE /users/{userId}: the user's batch row, and the deletion record for training.
+        allow("events", ["dynamodb:DeleteItem"], [batch])
+        deletions = events_bucket.arn_for_objects(f"{contracts.DELETIONS_PREFIX}*")
+        allow("events", ["s3:PutObject"], [deletions])
+        if "events" in self.functions:
+            acknowledge_policy(
+                self.functions["events"].role,
+                finding("AwsSolutions-IAM5", deletions, stack),
+                "DELETE /users/{userId} writes one deletion record per user (a hash of the id) "
+                f"under {contracts.DELETIONS_PREFIX}; nothing else in the bucket.",
+            )
         if cfg.realtime:
             endpoint_arn = stack.format_arn(
                 service="sagemaker", resource="endpoint", resource_name=cfg.endpoint_name.lower()
             )
             allow("recommendations", ["sagemaker:InvokeEndpoint"], [endpoint_arn])
         # With encryption: kms the tables are encrypted with the data key.
-        for function, actions in (("recommendations", READ), ("events", WRITE)):
+        for function, actions, via in (
+            ("recommendations", READ, ["dynamodb"]),
+            ("events", WRITE, ["dynamodb", "s3"]),
+        ):
             if function in self.functions:
-                grant_data_key(
-                    self.functions[function].role, cfg, actions=actions, via=["dynamodb"]
-                )
+                grant_data_key(self.functions[function].role, cfg, actions=actions, via=via)
 
     def _execution_logs(self, cfg: EnvironmentConfig) -> None:
         """Create the stage's execution log group (API Gateway names it

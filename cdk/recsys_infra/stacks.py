@@ -91,6 +91,7 @@ class ApiStack(Stack):
             tables=shared.tables,
             delivery_stream_name=shared.delivery_stream_name,
             delivery_stream_arn=shared.delivery_stream_arn,
+            events_bucket=shared.events_bucket,
         )
         self.monitoring = ServiceMonitoring(
             self,

@@ -2,6 +2,7 @@
 gates, loads the batch output into DynamoDB and promotes the model; scheduled by EventBridge.
 
     PrepareRun -> ListEvents -> ListItems -> [an empty prefix: NoEvents / NoItems (Fail)]
+    -> MarkDeletions (deletions/ never empty: the jobs' optional "deletions" channel)
     -> TrainRetrieval (job 1, retried with backoff on quota and throttling errors) -> TrainRanker (job 2, job 1's model as channel
     "retrieval") -> EvaluationGate -> [not better: KeptServingModel]
     -> LoadBatchOutput -> Promote -> (WaitForRollout -> CheckPromotion)* -> Promoted
@@ -33,6 +34,7 @@ from recsys_lambdas import contracts
 from recsys_lambdas.pipeline import promote
 
 from recsys_infra.config import EnvironmentConfig
+from recsys_infra.encryption import WRITE, grant_data_key
 from recsys_infra.functions import retained_log_group
 from recsys_infra.images import TRAINING_SCRIPTS, SourceAsset, sklearn_image_uri
 from recsys_infra.nag import acknowledge_policy, finding
@@ -139,12 +141,14 @@ class TrainingPipeline(Construct):
                 "runId": sfn.JsonPath.uuid(),
                 "eventsUri": f"s3://{events_bucket.bucket_name}/{contracts.EVENTS_PREFIX}",
                 "itemsUri": f"s3://{events_bucket.bucket_name}/{contracts.ITEMS_PREFIX}",
+                "deletionsUri": f"s3://{events_bucket.bucket_name}/{contracts.DELETIONS_PREFIX}",
                 "outputUri": f"s3://{artifacts_bucket.bucket_name}/{contracts.MODELS_PREFIX}",
             },
             result_path="$.run",
         )
         events_channel = s3_channel(contracts.TRAINING_CHANNEL_EVENTS, "$.run.eventsUri")
         items_channel = s3_channel(contracts.TRAINING_CHANNEL_ITEMS, "$.run.itemsUri")
+        deletions_channel = s3_channel(contracts.TRAINING_CHANNEL_DELETIONS, "$.run.deletionsUri")
         train_retrieval = training_job(
             self,
             "TrainRetrieval",
@@ -155,7 +159,7 @@ class TrainingPipeline(Construct):
             source=source,
             image_uri=image_uri,
             hyperparameters=cfg.training.retrieval_hyperparameters,
-            channels=[events_channel, items_channel],
+            channels=[events_channel, items_channel, deletions_channel],
             result_path="$.retrieval",
         )
         train_ranker = training_job(
@@ -171,6 +175,7 @@ class TrainingPipeline(Construct):
             channels=[
                 events_channel,
                 items_channel,
+                deletions_channel,
                 s3_channel(contracts.TRAINING_CHANNEL_RETRIEVAL, "$.retrieval.modelDataUrl"),
             ],
             result_path="$.ranker",
@@ -242,8 +247,34 @@ class TrainingPipeline(Construct):
         for job in (train_retrieval, train_ranker):
             add_capacity_retry(job)
         inputs_present = self._input_checks(events_bucket, failed)
+        # SageMaker fails a job whose S3Prefix channel matches no object: the marker ({}, which
+        # the loader skips) keeps deletions/ non-empty before any user was deleted.
+        mark_deletions = tasks.CallAwsService(
+            self,
+            "MarkDeletions",
+            comment=f"Write {contracts.DELETIONS_MARKER} so the deletions channel is never empty.",
+            service="s3",
+            action="putObject",
+            parameters={
+                "Bucket": events_bucket.bucket_name,
+                "Key": contracts.DELETIONS_MARKER,
+                "Body": "{}",
+            },
+            iam_action="s3:PutObject",
+            iam_resources=[events_bucket.arn_for_objects(contracts.DELETIONS_MARKER)],
+            result_selector={"eTag.$": "$.ETag"},
+            result_path="$.inputs.deletionsMarker",
+        )
+        mark_deletions.add_retry(
+            errors=["S3.S3Exception", "States.Timeout"],
+            interval=Duration.seconds(2),
+            backoff_rate=2.0,
+            max_attempts=3,
+        )
+        mark_deletions.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
         training = (
-            train_retrieval.next(train_ranker)
+            mark_deletions.next(train_retrieval)
+            .next(train_ranker)
             .next(evaluation_gate)
             .next(
                 sfn.Choice(self, "Promote?")
@@ -269,6 +300,8 @@ class TrainingPipeline(Construct):
                 destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False
             ),
         )
+        # MarkDeletions writes into the (possibly data-key-encrypted) events bucket
+        grant_data_key(self.state_machine.role, cfg, actions=WRITE, via=["s3"])
         self.failure_alarm = cloudwatch.Alarm(
             self,
             "FailedAlarm",

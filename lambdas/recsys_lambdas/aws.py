@@ -8,6 +8,7 @@ dependency costs a known, small slice of the Lambda timeout:
 - dynamodb: one attempt per botocore call; throttling is retried by
   :func:`recsys_lambdas.feature_store.with_backoff` with short, jittered delays, because
   botocore's own backoff (up to seconds) does not fit an API latency budget.
+- s3 (DELETE /users/{userId}'s deletion record): one attempt; the client retries the request.
 - firehose: one attempt per call; :mod:`recsys_lambdas.events_log` retries failed records and
   failed calls itself, within ``FIREHOSE_BUDGET_S``.
 
@@ -54,7 +55,7 @@ def _config(service: str, cfg: Settings) -> Config:
 
 
 def client(service: str) -> Any:
-    """The shared boto3 client for ``service`` (``dynamodb``, ``sagemaker-runtime``, ``firehose``)."""
+    """The shared boto3 client for ``service`` (``dynamodb``, ``sagemaker-runtime``, ``firehose``, ``s3``)."""
     found = _clients.get(service)
     if found is not None:
         return found

@@ -7,6 +7,7 @@ to create the same tables the handlers read.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ ENV_BATCH_TABLE = "BATCH_RECOMMENDATIONS_TABLE"
 ENV_IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
 ENV_ENDPOINT_NAME = "ENDPOINT_NAME"  # empty in batch mode: no endpoint is deployed
 ENV_EVENTS_STREAM = "EVENTS_DELIVERY_STREAM"  # Firehose delivery stream -> events bucket
+ENV_EVENTS_BUCKET = "EVENTS_BUCKET"  # DELETE /users/{userId} records the deletion there
 ENV_SERVING_MODE = "SERVING_MODE"  # "realtime" | "batch"
 ENV_EVENTS_MAX_CLOCK_SKEW_S = "EVENTS_MAX_CLOCK_SKEW_SECONDS"  # PutEvents: how far sentAt may be ahead
 ENV_ENDPOINT_TIMEOUT_S = "ENDPOINT_TIMEOUT_SECONDS"
@@ -101,11 +103,18 @@ API_FUNCTION_TIMEOUT_S = 10
 EVENTS_PREFIX = "events/"  # Firehose writes JSON Lines here; training reads it
 ITEMS_PREFIX = "items/"
 MODELS_PREFIX = "models/"
+# DELETE /users/{userId} writes one JSON object per deleted user here ({"userId", "deletedAt"},
+# key: deletion_key); training reads the prefix as its optional "deletions" channel and drops the
+# user's rows logged up to deletedAt. The pipeline (and the local runner) write DELETIONS_MARKER
+# first, so the prefix is never empty: SageMaker fails a job whose S3Prefix channel has no object.
+DELETIONS_PREFIX = "deletions/"
+DELETIONS_MARKER = DELETIONS_PREFIX + "_marker.json"
 
 # --- Training job contract ----------------------------------------------------------------
 
 TRAINING_CHANNEL_EVENTS = "events"
 TRAINING_CHANNEL_ITEMS = "items"
+TRAINING_CHANNEL_DELETIONS = "deletions"  # optional: deletion records (DELETIONS_PREFIX)
 TRAINING_CHANNEL_RETRIEVAL = "retrieval"  # job 1's model.tar.gz, input of job 2
 BATCH_OUTPUT_DIR = "batch"  # under SM_OUTPUT_DATA_DIR: users.jsonl, items.jsonl, recommendations.jsonl
 METRIC_LINE_FORMAT = "METRIC {name}={value:.6f}"  # SageMaker metric regex: "METRIC name=([0-9.]+)"
@@ -114,6 +123,11 @@ METRIC_LINE_FORMAT = "METRIC {name}={value:.6f}"  # SageMaker metric regex: "MET
 def session_owner(session_id: str) -> str:
     """The owner key of an anonymous session's history, idempotency records and log rows."""
     return SESSION_OWNER_PREFIX + session_id
+
+
+def deletion_key(user_id: str) -> str:
+    """The S3 key of a user's deletion record (a hash: user ids stay out of key listings)."""
+    return DELETIONS_PREFIX + hashlib.sha256(user_id.encode("utf-8")).hexdigest() + ".json"
 
 
 def table_name(prefix: str, spec: TableSpec) -> str:

@@ -31,6 +31,7 @@ ROUTES = (
     Route("GET", "/items/{itemId}/similar", "recommendations", "GetSimilarItems"),
     Route("GET", "/search", "recommendations", "Search"),
     Route("POST", "/events", "events", "PutEvents"),
+    Route("DELETE", "/users/{userId}", "events", "DeleteUser"),
     Route("GET", "/health", "meta", "Health"),
     Route("GET", "/openapi.json", "meta", "GetOpenApiDocument"),
 )

@@ -47,6 +47,7 @@ class Deps:
     ddb_factory: Callable[[], Any]
     smr_factory: Callable[[], Any] = lambda: None
     firehose_factory: Callable[[], Any] = lambda: None
+    s3_factory: Callable[[], Any] = lambda: None
     metric: Callable[..., None] = _no_metric
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
@@ -68,6 +69,10 @@ class Deps:
     @property
     def firehose(self) -> Any:
         return self.firehose_factory()
+
+    @property
+    def s3(self) -> Any:
+        return self.s3_factory()
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class Settings:
     sagemaker_endpoint_url: Optional[str]
     named_filters: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+    events_bucket: str = ""  # DELETE /users/{userId}: where the deletion record goes
 
     @property
     def realtime(self) -> bool:
@@ -106,6 +107,7 @@ class Settings:
             sagemaker_endpoint_url=env.get(contracts.ENV_SAGEMAKER_ENDPOINT_URL) or None,
             named_filters=named_filters(env.get(ENV_NAMED_FILTERS, "")),
             max_clock_skew_s=skew,
+            events_bucket=env.get(contracts.ENV_EVENTS_BUCKET, ""),
         )
 
     def require(self, *names: str) -> None:

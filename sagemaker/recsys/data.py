@@ -3,7 +3,10 @@
 Events: ``user_id``, ``item_id``, ``timestamp`` (Unix seconds or ISO-8601), optional ``event_type``,
 ``session_id``, ``weight`` and ``event_id``. The API's event log is at-least-once (a retried request
 can write a row again), so rows repeating an earlier row's ``(user_id, event_id)`` are dropped, the
-first kept, and counted in the report's ``duplicates``; rows without ``event_id`` are all kept. Items: ``item_id``, ``title``, optional ``category`` and any further
+first kept, and counted in the report's ``duplicates``; rows without ``event_id`` are all kept.
+Deletion records (``DELETE /users/{userId}``, the optional ``deletions`` channel: JSON objects
+``{"userId", "deletedAt"}``) drop every row of the user received up to ``deletedAt``, including the
+rows of anonymous sessions merged into the user, counted in ``deleted_rows``. Items: ``item_id``, ``title``, optional ``category`` and any further
 attributes. Bad rows are counted, skipped and reported with examples; past ``max_bad_fraction``
 (default 1 %) loading fails with :class:`DataError`, and so does an empty or unreadable input.
 """
@@ -46,6 +49,8 @@ class LoadReport:
     bad_rows: int = 0
     duplicates: int = 0  # rows dropped because an earlier row had the same (user_id, event_id)
     merged_sessions: int = 0  # anonymous sessions whose rows were read as a user's (identity records)
+    deleted_rows: int = 0  # rows dropped because their user was deleted (deletion records)
+    deleted_users: int = 0  # deleted users who had rows
     examples: List[str] = field(default_factory=list)
 
     def add_bad(self, where: str, reason: str) -> None:
@@ -61,6 +66,7 @@ class LoadReport:
     def to_json(self) -> dict:
         return {"source": self.source, "rows": self.rows, "bad_rows": self.bad_rows,
                 "duplicates": self.duplicates, "merged_sessions": self.merged_sessions,
+                "deleted_rows": self.deleted_rows, "deleted_users": self.deleted_users,
                 "examples": self.examples}
 
 
@@ -215,14 +221,49 @@ def _check_threshold(report: LoadReport, kind: str, max_bad_fraction: float) -> 
         )
 
 
-def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION) -> Events:
+def load_deletions(path: Optional[PathLike]) -> Dict[str, float]:
+    """The deletion records under ``path`` (the ``deletions`` channel): user id -> the latest
+    ``deletedAt`` (Unix seconds). ``None`` or a missing folder: no deletions. Files that are not
+    deletion records (the pipeline's marker, ``{}``) are skipped.
+
+    Raises:
+        DataError: a file that is not JSON, or a record without a user id or a valid time (a
+            deletion must never be skipped silently).
+    """
+    out: Dict[str, float] = {}
+    if path is None or not Path(path).exists():
+        return out
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*.json") if p.is_file())
+    for file in files:
+        try:
+            record = json.loads(file.read_text(encoding="utf-8") or "{}")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"{file}: not a deletion record (JSON object): {exc}") from None
+        if record == {}:
+            continue  # the marker that keeps the prefix non-empty
+        user = record.get("userId") if isinstance(record, dict) else None
+        if not isinstance(user, str) or not user:
+            raise DataError(f"{file}: a deletion record needs a userId")
+        try:
+            when = parse_timestamp(record.get("deletedAt"))
+        except ValueError as exc:
+            raise DataError(f"{file}: deletedAt {exc}") from None
+        out[user] = max(when, out.get(user, when))
+    return out
+
+
+def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+                deletions: Optional[Dict[str, float]] = None) -> Events:
     """Load events from a file or a directory of files (e.g. a SageMaker channel).
 
     Files are read in path order (the event log's keys sort by delivery time), rows in file order.
     Identity records (``record_type: "identity"``, written by the API when an anonymous session is
     merged into a user) make every row of their ``session_owner`` a row of their ``user_id``.
     Then a row whose ``(user_id, event_id)`` an earlier row had is a duplicate: dropped and
-    counted in ``report.duplicates``, not a bad row.
+    counted in ``report.duplicates``, not a bad row. With ``deletions`` (:func:`load_deletions`),
+    a row whose user (after the identity records) was deleted at or after the row was received
+    (``received_at``, else ``timestamp``) is dropped and counted in ``report.deleted_rows``.
 
     Raises:
         DataError: empty/unreadable input, missing columns, or too many bad rows.
@@ -234,6 +275,7 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
     weights: List[float] = []
     types: List[str] = []
     event_ids: List[str] = []
+    received: List[float] = []
     owner_of: Dict[str, str] = {}  # anonymous session owner -> the user it was merged into
     for file in _data_files(path):
         for where, row in _rows(file, EVENT_REQUIRED, report):
@@ -273,12 +315,22 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
             weights.append(weight)
             types.append(_text(row, "event_type"))
             event_ids.append(_text(row, "event_id"))
+            try:
+                received.append(parse_timestamp(row["received_at"]) if row.get("received_at") not in (None, "") else ts)
+            except ValueError:
+                received.append(ts)
     if owner_of:
         users = [owner_of.get(u, u) for u in users]
         report.merged_sessions = len(owner_of)
     keep: List[int] = []
     seen: set = set()
+    deletions = deletions or {}
+    forgotten: set = set()
     for n, (user, event_id) in enumerate(zip(users, event_ids)):
+        if user in deletions and received[n] <= deletions[user]:
+            report.deleted_rows += 1
+            forgotten.add(user)
+            continue
         if event_id:
             if (user, event_id) in seen:
                 report.duplicates += 1
@@ -286,6 +338,7 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
             seen.add((user, event_id))
         keep.append(n)
     report.rows = len(keep)
+    report.deleted_users = len(forgotten)
     _check_threshold(report, "event", max_bad_fraction)
     return Events(
         user_ids=np.array([users[n] for n in keep], dtype=object),

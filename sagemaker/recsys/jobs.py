@@ -100,8 +100,10 @@ def retrieval_job(hyperparameters: Dict[str, str]) -> None:
     rparams, kparams = split_hyperparameters(hyperparameters)
     events_dir = _channel("events", required=True)
     items_dir = _channel("items", required=False)
+    deletions_dir = _channel("deletions", required=False)
     model_dir = _env_dir("SM_MODEL_DIR", "/opt/ml/model")
-    _, items, seqs, summary = load_data(events_dir, items_dir, kparams.max_bad_fraction, _log)
+    _, items, seqs, summary = load_data(events_dir, items_dir, kparams.max_bad_fraction, _log,
+                                        deletions_path=deletions_dir)
     rec = fit_retrieval(seqs, items, rparams, summary, _log)
     rec.save(model_dir)
     _log(f"[job] retrieval model {rec.model_version} saved to {model_dir}")
@@ -156,7 +158,11 @@ def ranker_job(hyperparameters: Dict[str, str], code_dir: Optional[Path] = None)
     output_dir = _env_dir("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
     with tempfile.TemporaryDirectory() as tmp:
         rec = Recommender.load(extract_model(retrieval_dir, Path(tmp)))
-        events = data_mod.load_events(events_dir, kparams.max_bad_fraction)
+        deletions = data_mod.load_deletions(_channel("deletions", required=False))
+        events = data_mod.load_events(events_dir, kparams.max_bad_fraction, deletions)
+        if deletions:
+            _log(f"[data] {len(deletions):,} deletion record(s): dropped {events.report.deleted_rows:,} "
+                 f"event(s) of {events.report.deleted_users:,} deleted user(s)")
         seqs = data_mod.encode(events, rec.catalogue.item_ids)
         if seqs.n_items != len(rec.catalogue):
             raise ValueError(

@@ -84,8 +84,10 @@ def emit_metric(name: str, value: float, log: Log = print) -> None:
 
 
 def load_data(events_path, items_path=None, max_bad_fraction: float = data_mod.DEFAULT_MAX_BAD_FRACTION,
-              log: Log = print) -> Tuple[data_mod.Events, Optional[Items], Sequences, Dict[str, Any]]:
-    events = data_mod.load_events(events_path, max_bad_fraction)
+              log: Log = print, deletions_path=None,
+              ) -> Tuple[data_mod.Events, Optional[Items], Sequences, Dict[str, Any]]:
+    deletions = data_mod.load_deletions(deletions_path)
+    events = data_mod.load_events(events_path, max_bad_fraction, deletions)
     items = data_mod.load_items(items_path, max_bad_fraction) if items_path else None
     seqs = data_mod.encode(events, items.item_ids if items else None)
     summary = {
@@ -101,6 +103,9 @@ def load_data(events_path, items_path=None, max_bad_fraction: float = data_mod.D
     if events.report.duplicates:
         log(f"[data] {events.report.source}: dropped {events.report.duplicates} duplicate event(s) "
             "(same user_id and event_id as an earlier row: retries in the at-least-once event log)")
+    if deletions:
+        log(f"[data] {len(deletions):,} deletion record(s): dropped {events.report.deleted_rows:,} event(s) "
+            f"of {events.report.deleted_users:,} deleted user(s)")
     log(f"[data] {summary['events']:,} events, {summary['users']:,} users, {summary['items']:,} items")
     return events, items, seqs, summary
 
@@ -346,10 +351,13 @@ def fit(seqs: Sequences, items: Optional[Items], hyperparameters: Optional[Mappi
 
 
 def train(events_path, items_path, model_dir, output_data_dir=None,
-          hyperparameters: Optional[Mapping[str, Any]] = None, log: Log = print) -> Dict[str, Any]:
-    """Both jobs in one process: load, fit, save the model (and the batch outputs)."""
+          hyperparameters: Optional[Mapping[str, Any]] = None, log: Log = print,
+          deletions_path=None) -> Dict[str, Any]:
+    """Both jobs in one process: load (without the deleted users' events), fit, save the model
+    (and the batch outputs)."""
     _rparams, kparams = split_hyperparameters(hyperparameters)
-    _, items, seqs, summary = load_data(events_path, items_path, kparams.max_bad_fraction, log)
+    _, items, seqs, summary = load_data(events_path, items_path, kparams.max_bad_fraction, log,
+                                        deletions_path=deletions_path)
     rec = fit(seqs, items, hyperparameters, summary, log)
     rec.save(model_dir)
     if output_data_dir is not None:

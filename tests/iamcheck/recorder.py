@@ -24,7 +24,7 @@ PACKAGE = "recsys_lambdas"
 # Environment variables that name AWS resources: a recorded name is bound to the variable whose
 # value it was when the call was made (the synthesized function sets the same variables).
 NAMING_ENV_VARS = ("USERS_TABLE", "ITEMS_TABLE", "BATCH_RECOMMENDATIONS_TABLE", "IDEMPOTENCY_TABLE",
-                "EVENTS_DELIVERY_STREAM", "ENDPOINT_NAME", "SERVING_MODE", "ARTIFACTS_BUCKET",
+                "EVENTS_DELIVERY_STREAM", "EVENTS_BUCKET", "ENDPOINT_NAME", "SERVING_MODE", "ARTIFACTS_BUCKET",
                 "SERVING_STACK_NAME", "SERVING_DEPLOY_ROLE_ARN")
 
 

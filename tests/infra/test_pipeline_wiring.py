@@ -239,11 +239,18 @@ def test_an_empty_events_or_items_prefix_fails_before_any_training_job(pipeline,
         for name, st in states.items()
         if ":states:::aws-sdk:s3:" in st.get("Resource", "")
     }
-    assert set(handlers) == {"ListEvents", "ListItems"}
+    assert set(handlers) == {"ListEvents", "ListItems", "MarkDeletions"}
     # stop where training would start: the interpreter knows no SageMaker
     states = {**states, "TrainRetrieval": {"Type": "Succeed"}}
     last, state = run(states, handlers, {}, start="ListEvents")
     assert last == end, state
+    # the jobs' deletions channel is never an empty prefix: the marker is written before them
+    marker = pipeline["s3"].list_objects_v2(Bucket=events_bucket, Prefix=contracts.DELETIONS_MARKER)
+    if end == "TrainRetrieval":
+        body = pipeline["s3"].get_object(Bucket=events_bucket, Key=contracts.DELETIONS_MARKER)["Body"].read()
+        assert body == b"{}"
+    else:
+        assert marker["KeyCount"] == 0
     if end.startswith("No"):
         fail = states[end]
         assert fail["Type"] == "Fail" and fail["Error"] == end

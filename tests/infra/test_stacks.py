@@ -222,9 +222,18 @@ def test_state_machine_runs_both_training_jobs_in_order(training):
     assert set(channels) == {
         contracts.TRAINING_CHANNEL_EVENTS,
         contracts.TRAINING_CHANNEL_ITEMS,
+        contracts.TRAINING_CHANNEL_DELETIONS,
         contracts.TRAINING_CHANNEL_RETRIEVAL,
         "code",
     }
+    # both jobs read the deletion records (DELETE /users) to leave the deleted users out
+    for job in (retrieval, ranker):
+        (deletions,) = [
+            c
+            for c in job["InputDataConfig"]
+            if c["ChannelName"] == contracts.TRAINING_CHANNEL_DELETIONS
+        ]
+        assert deletions["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.run.deletionsUri"
     # job 2's "retrieval" channel is job 1's model artifact
     assert (
         channels["retrieval"]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.retrieval.modelDataUrl"

@@ -42,6 +42,9 @@ def api_event(method: str, path: str, body: Any = None, query: Optional[Dict[str
     if path.startswith("/items/") and path.endswith("/similar"):
         resource = "/items/{itemId}/similar"
         path_parameters = path_parameters or {"itemId": unquote(path[len("/items/"):-len("/similar")])}
+    elif path.startswith("/users/"):
+        resource = "/users/{userId}"
+        path_parameters = path_parameters or {"userId": unquote(path[len("/users/"):])}
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     return {
         "resource": resource,
@@ -96,7 +99,8 @@ def handler_for(path: str) -> Callable[[Dict[str, Any], Any], Dict[str, Any]]:
     function = "recommendations"
     for route in routes.ROUTES:
         similar = "{" in route.path and path.startswith("/items/") and path.endswith("/similar")
-        if route.path == path or similar:
+        user = route.path == "/users/{userId}" and path.startswith("/users/")
+        if route.path == path or similar or user:
             function = route.function
             break
     module, _, name = routes.FUNCTIONS[function].rpartition(".")

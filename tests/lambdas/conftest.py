@@ -57,6 +57,7 @@ def _env(**overrides: str) -> Dict[str, str]:
         contracts.ENV_IDEMPOTENCY_TABLE: sup.table(contracts.IDEMPOTENCY),
         contracts.ENV_ENDPOINT_NAME: sup.ENDPOINT,
         contracts.ENV_EVENTS_STREAM: sup.STREAM,
+        contracts.ENV_EVENTS_BUCKET: sup.BUCKET,
         contracts.ENV_SERVING_MODE: "realtime",
         contracts.ENV_ENDPOINT_TIMEOUT_S: "2",
         "POWERTOOLS_TRACE_DISABLED": "1",
@@ -101,7 +102,7 @@ class ApiWorld:
         import json
 
         rows = []
-        for obj in self.s3.list_objects_v2(Bucket=sup.BUCKET).get("Contents", []):
+        for obj in self.s3.list_objects_v2(Bucket=sup.BUCKET, Prefix=contracts.EVENTS_PREFIX).get("Contents", []):
             text = self.s3.get_object(Bucket=sup.BUCKET, Key=obj["Key"])["Body"].read().decode()
             rows += [json.loads(line) for line in text.splitlines() if line.strip()]
         return rows

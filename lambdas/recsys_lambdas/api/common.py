@@ -59,6 +59,7 @@ def deps() -> Deps:
         ddb_factory=lambda: aws.client("dynamodb"),
         smr_factory=lambda: aws.client("sagemaker-runtime"),
         firehose_factory=lambda: aws.client("firehose"),
+        s3_factory=lambda: aws.client("s3"),
         metric=record_metric,
     )
 

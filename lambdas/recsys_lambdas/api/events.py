@@ -1,20 +1,33 @@
-"""Lambda handler for ``POST /events`` (Amazon Personalize PutEvents)."""
+"""Lambda handler for ``POST /events`` (Amazon Personalize PutEvents) and ``DELETE
+/users/{userId}`` (the right to be forgotten: :mod:`recsys_lambdas.deletion`)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any, Dict
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from recsys_lambdas import events_path
+from recsys_lambdas import deletion, events_path
 from recsys_lambdas.api.common import deps, json_response, logger, make_app, metrics, tracer
 from recsys_lambdas.settings import ANSWER_RESERVE_S
-from recsys_lambdas.validation import parse_json_body, validate
+from recsys_lambdas.validation import parameter_schema, parse_json_body, validate, validate_value
 
-app = make_app()
+USER_PATH = "/users/{userId}"
+
+
+def _delete_user(user_id: str) -> Response:
+    validate_value(parameter_schema(USER_PATH, "DELETE", "userId"), user_id, "path parameter userId")
+    result = deletion.forget_user(deps(), user_id)
+    logger.info("DeleteUser", extra={"history_items": result.history_items,
+                                     "batch_row": result.batch_recommendations})
+    return json_response(200, result.to_json())
+
+
+app = make_app(unrouted={"DeleteUser": _delete_user})
 
 
 @app.post("/events")
@@ -27,6 +40,12 @@ def put_events() -> Response:
     logger.info("PutEvents", extra={"events": len(outcomes),
                                     "accepted": sum(o.status == "ACCEPTED" for o in outcomes)})
     return json_response(200, {"eventResults": [o.to_json() for o in outcomes], "failedEventCount": 0})
+
+
+@app.delete("/users/<userId>")
+def delete_user(userId: str) -> Response:
+    # API Gateway puts the decoded value in pathParameters; the router saw the raw path
+    return _delete_user((app.current_event.path_parameters or {}).get("userId") or unquote(userId))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

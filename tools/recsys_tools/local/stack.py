@@ -270,6 +270,12 @@ class LocalStack:
             local_aws.upload_file(self.resources, inputs.items,
                                   contracts.ITEMS_PREFIX + inputs.items.name)
             fetch[contracts.TRAINING_CHANNEL_ITEMS] = self._s3_channel(contracts.ITEMS_PREFIX)
+        # the pipeline's MarkDeletions step: deletions/ is never empty, DELETE /users adds records
+        marker = self.work_dir / "deletions-marker.json"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("{}")
+        local_aws.upload_file(self.resources, marker, contracts.DELETIONS_MARKER)
+        fetch[contracts.TRAINING_CHANNEL_DELETIONS] = self._s3_channel(contracts.DELETIONS_PREFIX)
         return fetch
 
     def _train(self, inputs: TrainingInputs,
@@ -414,6 +420,7 @@ class LocalStack:
             contracts.ENV_IDEMPOTENCY_TABLE: names[contracts.IDEMPOTENCY.logical_name],
             contracts.ENV_ENDPOINT_NAME: ENDPOINT_NAME,
             contracts.ENV_EVENTS_STREAM: self.resources.delivery_stream,
+            contracts.ENV_EVENTS_BUCKET: self.resources.bucket,
             contracts.ENV_SERVING_MODE: "realtime",
             contracts.ENV_ENDPOINT_TIMEOUT_S: str(self.options.endpoint_timeout_s),
             contracts.ENV_AWS_ENDPOINT_URL: self.resources.endpoint_url,

@@ -171,6 +171,14 @@ def _copy_channel(source: Path) -> FetchChannel:
     return fetch
 
 
+def _deletions_marker(channel: str, dest: Path) -> None:
+    """The ``deletions`` channel with only the marker the pipeline writes (no user deleted)."""
+    from recsys_lambdas import contracts
+
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / contracts.DELETIONS_MARKER.rsplit("/", 1)[1]).write_text("{}")
+
+
 def job_environment(job_dir: Path, channels: list[str], hyperparameters: Mapping[str, str],
                     job_name: str) -> dict[str, str]:
     """The ``SM_*`` variables of a training container whose ``/opt/ml`` is ``job_dir``."""
@@ -295,8 +303,9 @@ def train(
     Args:
         work_dir: the stack's work folder (runs go under ``runs/<key>``).
         inputs: events, items and hyperparameters.
-        fetch_channels: how to fill the ``events``/``items`` channels (default: copy the files);
-            the stack passes S3 downloads from the embedded AWS.
+        fetch_channels: how to fill the ``events``/``items``/``deletions`` channels (default: copy
+            the files, and a ``deletions`` channel with only the marker); the stack passes S3
+            downloads from the embedded AWS.
         echo: stream the jobs' output.
         force: train even when a stored run matches.
         code_bundle: the ``code`` channel's tarball (default: ``sagemaker/`` packed as the app
@@ -322,6 +331,8 @@ def train(
         sources.setdefault(contracts.TRAINING_CHANNEL_ITEMS, _copy_channel(inputs.items))
     else:
         sources.pop(contracts.TRAINING_CHANNEL_ITEMS, None)
+    # as in the pipeline, the deletions channel always has an object (at least the marker)
+    sources.setdefault(contracts.TRAINING_CHANNEL_DELETIONS, _deletions_marker)
     scripts = sagemaker_dir()
     if code_bundle is None:
         from recsys_infra.source_bundle import build_source_tarball
