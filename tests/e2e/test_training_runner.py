@@ -112,3 +112,13 @@ def test_given_model_archive_is_extracted_and_its_batch_outputs_found(tmp_path):
     assert from_archive.model_dir == (tmp_path / "work" / "given-model" / "model").resolve()
     assert from_archive.model_version == "v-given"
     assert from_archive.batch_dir is None  # nothing next to the archive: DynamoDB stays empty
+
+
+def test_the_deletions_channel_without_records_holds_the_pipelines_marker(tmp_path):
+    from recsys import data
+    from recsys_lambdas import contracts
+
+    dest = tmp_path / "input" / "data" / contracts.TRAINING_CHANNEL_DELETIONS
+    training._deletions_marker(contracts.TRAINING_CHANNEL_DELETIONS, dest)
+    assert [p.name for p in dest.iterdir()] == [contracts.DELETIONS_MARKER.rsplit("/", 1)[1]]
+    assert data.load_deletions(dest) == {}  # the marker deletes nobody
