@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 from recsys import batch_contract, data
@@ -84,6 +89,41 @@ def test_training_after_a_deletion_has_no_trace_of_the_user(tmp_path):
     for path in [*(tmp_path / "model").rglob("*"), *(tmp_path / "out").rglob("*")]:
         if path.is_file() and path.suffix in (".json", ".jsonl", ".txt", ".csv"):
             assert f'"{gone}"' not in path.read_text(errors="replace"), path
+
+
+def test_both_sagemaker_jobs_read_the_deletions_channel(tmp_path):
+    """train_retrieval.py and train_ranker.py as SageMaker runs them, with SM_CHANNEL_DELETIONS."""
+    from recsys import synth
+
+    repo = Path(__file__).resolve().parents[2]
+    events_csv, items_csv = synth.write_dataset(tmp_path / "data", n_users=120, n_items=80, n_events=2500, seed=4)
+    with open(events_csv, newline="") as f:
+        users = [row["user_id"] for row in csv.DictReader(f)]
+    gone = max(set(users), key=users.count)
+    ev, deletions = tmp_path / "ev", tmp_path / "del"
+    ev.mkdir()
+    (ev / "events.csv").write_bytes(Path(events_csv).read_bytes())
+    _deletion(deletions, gone, 4_000_000_000)
+    (deletions / "_marker.json").write_text("{}")
+    args = ["--dim", "8", "--epochs", "1", "--ranker_users", "100"]
+
+    def job(script, env):
+        run = subprocess.run([sys.executable, str(repo / "sagemaker" / script), *args],
+                             env={**os.environ, "PYTHONPATH": "", "SM_CHANNEL_EVENTS": str(ev),
+                                  "SM_CHANNEL_DELETIONS": str(deletions), **env},
+                             capture_output=True, text=True, timeout=300, cwd=str(repo / "sagemaker"))
+        assert run.returncode == 0, run.stderr
+        assert f"dropped {users.count(gone):,} event(s) of 1 deleted user(s)" in run.stdout + run.stderr
+        return run
+
+    job("train_retrieval.py", {"SM_MODEL_DIR": str(tmp_path / "m1")})
+    (tmp_path / "retrieval").mkdir()
+    with tarfile.open(tmp_path / "retrieval" / "model.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "m1", arcname=".")
+    job("train_ranker.py", {"SM_CHANNEL_RETRIEVAL": str(tmp_path / "retrieval"), "SM_MODEL_DIR": str(tmp_path / "m2"),
+                            "SM_OUTPUT_DATA_DIR": str(tmp_path / "out")})
+    ids = [json.loads(line)["userId"] for line in (tmp_path / "out" / "batch" / "users.jsonl").read_text().splitlines()]
+    assert gone not in ids and len(ids) >= 100
 
 
 def batch_contract_dir() -> str:
