@@ -96,7 +96,7 @@ def test_both_sagemaker_jobs_read_the_deletions_channel(tmp_path):
     from recsys import synth
 
     repo = Path(__file__).resolve().parents[2]
-    events_csv, items_csv = synth.write_dataset(tmp_path / "data", n_users=120, n_items=80, n_events=2500, seed=4)
+    events_csv, _ = synth.write_dataset(tmp_path / "data", n_users=120, n_items=80, n_events=2500, seed=4)
     with open(events_csv, newline="") as f:
         users = [row["user_id"] for row in csv.DictReader(f)]
     gone = max(set(users), key=users.count)
