@@ -112,6 +112,8 @@ def test_key_grants_go_through_one_service_and_name_only_the_data_key(synth, kms
         "training/PipelineLoadFunctionRole",
         "training/PipelinePromoteFunctionRole",
         "training/PipelineServingDeployRole",
+        # MarkDeletions writes deletions/_marker.json into the encrypted events bucket
+        "training/PipelineStateMachineRole",
     }
     assert {r.rstrip("0123456789ABCDEF") for r in roles} == expected_prefixes
 
