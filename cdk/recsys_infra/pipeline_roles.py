@@ -26,10 +26,10 @@ def training_role(
     image_uri: str,
     events_bucket: s3.IBucket,
     artifacts_bucket: s3.IBucket,
-    source_object_arn: str,
 ) -> iam.Role:
     """The role both training jobs run with: read the inputs, write under models/, pull the
-    image, write the jobs' logs and metrics."""
+    image, write the jobs' logs and metrics. Each job grants it its ``code`` channel
+    (``SourceAsset.grant_channel_read``)."""
     stack = Stack.of(scope)
     role = iam.Role(
         scope,
@@ -48,7 +48,6 @@ def training_role(
                 events_bucket.arn_for_objects(f"{contracts.ITEMS_PREFIX}*"),
                 events_bucket.arn_for_objects(f"{contracts.DELETIONS_PREFIX}*"),
                 artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*"),
-                source_object_arn,
             ],
         )
     )

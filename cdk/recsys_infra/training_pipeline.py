@@ -107,7 +107,6 @@ class TrainingPipeline(Construct):
             image_uri=image_uri,
             events_bucket=events_bucket,
             artifacts_bucket=artifacts_bucket,
-            source_object_arn=source.object_arn,
         )
         self.serving_deploy_role = (
             serving_deploy_role(
