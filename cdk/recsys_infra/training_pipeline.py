@@ -54,6 +54,17 @@ CAPACITY_ERRORS = (
 )
 
 
+def add_s3_retry_and_catch(task: tasks.CallAwsService, failed: sfn.Fail) -> None:
+    """An S3 SDK step retries S3's transient errors briefly, then fails the run with its error."""
+    task.add_retry(
+        errors=["S3.S3Exception", "States.Timeout"],
+        interval=Duration.seconds(2),
+        backoff_rate=2.0,
+        max_attempts=3,
+    )
+    task.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
+
+
 @dataclass(frozen=True)
 class InputChecks:
     """The first and the deciding state of the input checks."""
@@ -264,13 +275,7 @@ class TrainingPipeline(Construct):
             result_selector={"eTag.$": "$.ETag"},
             result_path="$.inputs.deletionsMarker",
         )
-        mark_deletions.add_retry(
-            errors=["S3.S3Exception", "States.Timeout"],
-            interval=Duration.seconds(2),
-            backoff_rate=2.0,
-            max_attempts=3,
-        )
-        mark_deletions.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
+        add_s3_retry_and_catch(mark_deletions, failed)
         training = (
             mark_deletions.next(train_retrieval)
             .next(train_ranker)
@@ -371,13 +376,7 @@ class TrainingPipeline(Construct):
                 result_selector={"keyCount.$": "$.KeyCount"},
                 result_path=f"$.inputs.{name.lower()}",
             )
-            listing.add_retry(
-                errors=["S3.S3Exception", "States.Timeout"],
-                interval=Duration.seconds(2),
-                backoff_rate=2.0,
-                max_attempts=3,
-            )
-            listing.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
+            add_s3_retry_and_catch(listing, failed)
             listings.append((name, prefix, what, listing))
         check = sfn.Choice(self, "InputsPresent?")
         for name, prefix, what, _ in listings:
