@@ -1,13 +1,18 @@
 """Loading the events and items contract (CSV with a header, or JSON Lines) into encoded arrays.
 
+The columns of each dataset (interactions, items, users), their accepted spellings (Amazon
+Personalize's ``USER_ID``, ``ITEM_ID``, ``TIMESTAMP``, ``EVENT_TYPE``, ``EVENT_VALUE``, any case) and
+the column map for other names are in :mod:`recsys.schemas`; headers are mapped to the canonical
+names once per file (CSV) or per distinct set of keys (JSON Lines).
+
 Events: ``user_id``, ``item_id``, ``timestamp`` (Unix seconds or ISO-8601), optional ``event_type``,
-``session_id``, ``weight`` and ``event_id``. The API's event log is at-least-once (a retried request
+``event_value`` (a number, NaN when absent), ``session_id``, ``weight`` and ``event_id``. The API's event log is at-least-once (a retried request
 can write a row again), so rows repeating an earlier row's ``(user_id, event_id)`` are dropped, the
 first kept, and counted in the report's ``duplicates``; rows without ``event_id`` are all kept.
 Deletion records (``DELETE /users/{userId}``, the optional ``deletions`` channel: JSON objects
 ``{"userId", "deletedAt"}``) drop every row of the user received up to ``deletedAt``, including the
 rows of anonymous sessions merged into the user, counted in ``deleted_rows``. Items: ``item_id``, ``title``, optional ``category`` and any further
-attributes. Bad rows are counted, skipped and reported with examples; past ``max_bad_fraction``
+attributes. Users: ``user_id`` and any attributes. Bad rows are counted, skipped and reported with examples; past ``max_bad_fraction``
 (default 1 %) loading fails with :class:`DataError`, and so does an empty or unreadable input.
 """
 
@@ -26,13 +31,16 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import schemas
 from .batch_contract import IDENTITY_RECORD_TYPE, SESSION_OWNER_PREFIX
 
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_MAX_BAD_FRACTION = 0.01
 MAX_EXAMPLES = 5
-EVENT_REQUIRED = ("user_id", "item_id", "timestamp")
-ITEM_REQUIRED = ("item_id",)
+EVENT_REQUIRED = schemas.INTERACTIONS.required
+ITEM_REQUIRED = schemas.ITEMS.required
+USER_REQUIRED = schemas.USERS.required
+ColumnMap = Optional[Dict[str, str]]  # canonical name -> source column (schemas.parse_column_map)
 DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson", ".txt", ".gz", "")
 
 
@@ -79,6 +87,7 @@ class Events:
     timestamps: np.ndarray  # float64 Unix seconds
     weights: np.ndarray  # float32
     event_types: np.ndarray  # object array of str ('' when absent)
+    event_values: np.ndarray  # float64 (``event_value``; NaN when absent or empty)
     report: LoadReport
 
     def __len__(self) -> int:
@@ -97,6 +106,18 @@ class Items:
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+
+@dataclass
+class Users:
+    """User metadata in file order: ``attributes[n]`` holds user ``user_ids[n]``'s non-empty columns."""
+
+    user_ids: List[str]
+    attributes: List[Dict[str, str]]
+    report: LoadReport
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
 
 
 # --- reading files ----------------------------------------------------------------------------
@@ -127,8 +148,29 @@ def _open_text(path: Path) -> io.TextIOBase:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
-def _rows(path: Path, required: Sequence[str], report: LoadReport) -> Iterator[Tuple[str, dict]]:
-    """Yield (where, row dict) from a CSV-with-header or JSON Lines file, sniffed by content."""
+def _renames(path: Path, keys: Sequence[str], schema: schemas.Schema,
+             column_map: ColumnMap) -> Optional[Dict[str, str]]:
+    """Source column -> canonical name for the columns that need renaming (``None``: none do).
+
+    Raises:
+        DataError: a column left unmapped is spelled like a canonical name another column took.
+    """
+    resolved = schema.resolve(keys, column_map)
+    produced = set(resolved.values())
+    clash = [k for k in keys if k not in resolved and k in produced]
+    if clash:
+        owner = next(src for src, dst in resolved.items() if dst == clash[0])
+        raise DataError(f"{path}: columns {owner!r} and {clash[0]!r} both give {clash[0]}; "
+                        "drop one or map the one to use")
+    renames = {k: v for k, v in resolved.items() if k != v}
+    return renames or None
+
+
+def _rows(path: Path, schema: schemas.Schema, report: LoadReport,
+          column_map: ColumnMap = None) -> Iterator[Tuple[str, dict]]:
+    """Yield (where, row dict) from a CSV-with-header or JSON Lines file, sniffed by content, with
+    the columns ``schema`` knows under their canonical names (other columns keep theirs)."""
+    required = schema.required
     handle = _open_text(path)
     try:
         try:
@@ -139,6 +181,7 @@ def _rows(path: Path, required: Sequence[str], report: LoadReport) -> Iterator[T
         if not head.strip():
             return
         if head.lstrip().startswith("{"):
+            shapes: Dict[Tuple[str, ...], Optional[Dict[str, str]]] = {}  # keys -> renames
             for lineno, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
@@ -151,15 +194,25 @@ def _rows(path: Path, required: Sequence[str], report: LoadReport) -> Iterator[T
                 if not isinstance(row, dict):
                     report.add_bad(where, "a JSON line must be an object")
                     continue
+                keys = tuple(row)
+                try:
+                    renames = shapes[keys]
+                except KeyError:
+                    renames = shapes[keys] = _renames(path, keys, schema, column_map)
+                if renames is not None:
+                    row = {renames.get(k, k): v for k, v in row.items()}
                 yield where, row
         else:
             reader = csv.DictReader(handle)
-            header = [h.strip() for h in (reader.fieldnames or [])]
+            given = [h.strip() for h in (reader.fieldnames or [])]
+            renames = _renames(path, given, schema, column_map) or {}
+            header = [renames.get(h, h) for h in given]
             missing = [c for c in required if c not in header]
             if missing:
                 raise DataError(
-                    f"{path}: CSV header {header} lacks required column(s) {missing}; "
-                    f"expected at least {list(required)}"
+                    f"{path}: CSV header {given} lacks required column(s) {missing}; "
+                    f"expected at least {list(required)} (or Personalize's names; map others "
+                    f"with a column map, e.g. {missing[0]}=<your column>)"
                 )
             reader.fieldnames = header
             for lineno, row in enumerate(reader, start=2):
@@ -209,6 +262,21 @@ def _text(row: dict, key: str) -> str:
     return value.strip() if isinstance(value, str) else str(value)
 
 
+def _event_value(raw: object) -> Optional[float]:
+    """An ``event_value`` cell -> float (NaN for blank text); ``None`` when not a finite number."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, str):
+        raw = raw.strip()
+        if not raw:
+            return math.nan
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _check_threshold(report: LoadReport, kind: str, max_bad_fraction: float) -> None:
     if report.rows == 0:
         detail = f" ({report.bad_rows} bad rows, e.g. {report.examples[0]})" if report.bad_rows else ""
@@ -254,7 +322,7 @@ def load_deletions(path: Optional[PathLike]) -> Dict[str, float]:
 
 
 def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
-                deletions: Optional[Dict[str, float]] = None) -> Events:
+                deletions: Optional[Dict[str, float]] = None, column_map: ColumnMap = None) -> Events:
     """Load events from a file or a directory of files (e.g. a SageMaker channel).
 
     Files are read in path order (the event log's keys sort by delivery time), rows in file order.
@@ -264,6 +332,9 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
     counted in ``report.duplicates``, not a bad row. With ``deletions`` (:func:`load_deletions`),
     a row whose user (after the identity records) was deleted at or after the row was received
     (``received_at``, else ``timestamp``) is dropped and counted in ``report.deleted_rows``.
+    ``event_value`` becomes ``Events.event_values`` (NaN when absent or empty; a value that is
+    not a finite number makes the row bad). ``column_map`` (canonical name -> source column, from
+    :func:`recsys.schemas.parse_column_map`) names columns the schema's aliases do not cover.
 
     Raises:
         DataError: empty/unreadable input, missing columns, or too many bad rows.
@@ -274,11 +345,12 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
     times: List[float] = []
     weights: List[float] = []
     types: List[str] = []
+    values: List[float] = []
     event_ids: List[str] = []
     received: List[float] = []
     owner_of: Dict[str, str] = {}  # anonymous session owner -> the user it was merged into
     for file in _data_files(path):
-        for where, row in _rows(file, EVENT_REQUIRED, report):
+        for where, row in _rows(file, schemas.INTERACTIONS, report, column_map):
             if _text(row, "record_type") == IDENTITY_RECORD_TYPE:
                 session, user = _text(row, "session_owner"), _text(row, "user_id")
                 if not session.startswith(SESSION_OWNER_PREFIX) or not user or user.startswith(SESSION_OWNER_PREFIX):
@@ -309,11 +381,20 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
                 if not math.isfinite(weight) or weight < 0:
                     report.add_bad(where, f"weight {raw_weight!r} must be a finite number >= 0")
                     continue
+            raw_value = row.get("event_value")
+            value = math.nan
+            if raw_value is not None and raw_value != "":
+                parsed = _event_value(raw_value)
+                if parsed is None:
+                    report.add_bad(where, f"event_value {raw_value!r} is not a finite number")
+                    continue
+                value = parsed
             users.append(user)
             items.append(item)
             times.append(ts)
             weights.append(weight)
             types.append(_text(row, "event_type"))
+            values.append(value)
             event_ids.append(_text(row, "event_id"))
             try:
                 received.append(parse_timestamp(row["received_at"]) if row.get("received_at") not in (None, "") else ts)
@@ -346,12 +427,18 @@ def load_events(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTI
         timestamps=np.array([times[n] for n in keep], dtype=np.float64),
         weights=np.array([weights[n] for n in keep], dtype=np.float32),
         event_types=np.array([types[n] for n in keep], dtype=object),
+        event_values=np.array([values[n] for n in keep], dtype=np.float64),
         report=report,
     )
 
 
-def load_items(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION) -> Items:
-    """Load item metadata; the first row of a duplicated item id wins (later ones are bad rows)."""
+def load_items(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+               column_map: ColumnMap = None) -> Items:
+    """Load item metadata; the first row of a duplicated item id wins (later ones are bad rows).
+
+    Columns other than ``item_id``, ``title`` and ``category`` (after the header mapping of
+    :data:`recsys.schemas.ITEMS` and ``column_map``) are attributes, under their names in the file.
+    """
     report = LoadReport(source=str(path))
     ids: List[str] = []
     titles: List[str] = []
@@ -359,7 +446,7 @@ def load_items(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTIO
     attrs: List[Dict[str, str]] = []
     seen = set()
     for file in _data_files(path):
-        for where, row in _rows(file, ITEM_REQUIRED, report):
+        for where, row in _rows(file, schemas.ITEMS, report, column_map):
             item = _text(row, "item_id")
             if not item:
                 report.add_bad(where, "item_id is missing")
@@ -380,6 +467,36 @@ def load_items(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTIO
     return Items(ids, titles, cats, attrs, report)
 
 
+def load_users(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+               column_map: ColumnMap = None) -> Users:
+    """Load user metadata (:data:`recsys.schemas.USERS`): ``user_id`` and, as attributes, every
+    other non-empty column under its name in the file. The first row of a user id wins; a repeat
+    is a bad row.
+
+    Raises:
+        DataError: empty/unreadable input, no ``user_id`` column, or too many bad rows.
+    """
+    report = LoadReport(source=str(path))
+    ids: List[str] = []
+    attrs: List[Dict[str, str]] = []
+    seen = set()
+    for file in _data_files(path):
+        for where, row in _rows(file, schemas.USERS, report, column_map):
+            user = _text(row, "user_id")
+            if not user:
+                report.add_bad(where, "user_id is missing")
+                continue
+            if user in seen:
+                report.add_bad(where, f"user_id {user!r} appears again")
+                continue
+            seen.add(user)
+            ids.append(user)
+            attrs.append({k: _text(row, k) for k in row if k != "user_id" and isinstance(k, str) and _text(row, k)})
+            report.rows += 1
+    _check_threshold(report, "user", max_bad_fraction)
+    return Users(ids, attrs, report)
+
+
 # --- encoding ---------------------------------------------------------------------------------
 
 
@@ -391,6 +508,8 @@ class Sequences:
     user_ids: List[str]
     items: List[np.ndarray]  # per user: int32 item indices, oldest first (ties keep file order)
     times: List[np.ndarray]  # per user: float64 seconds, same order
+    # per user: each event's event_type (object array of str, same order); None when unknown
+    types: Optional[List[np.ndarray]] = None
 
     @property
     def n_items(self) -> int:
@@ -438,9 +557,11 @@ def encode(events: Events, catalogue: Optional[Sequence[str]] = None) -> Sequenc
     ends = np.concatenate((bounds, [len(order)]))
     seq_items = [item_codes[order[s:e]] for s, e in zip(starts, ends)]
     seq_times = [events.timestamps[order[s:e]] for s, e in zip(starts, ends)]
+    seq_types = [events.event_types[order[s:e]] for s, e in zip(starts, ends)]
     return Sequences(
         item_ids=item_ids,
         user_ids=[str(u) for u in user_ids[appearance]],
         items=seq_items,
         times=seq_times,
+        types=seq_types,
     )
