@@ -26,7 +26,7 @@ def _hyperparameters(pairs: List[str]) -> dict:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ValueError(f"--set expects name=value, got {pair!r}")
+            raise ValueError(f"-H/--hyperparameter expects NAME=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
         out[key.strip()] = value.strip()
     return out
@@ -90,6 +90,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
+    """``-H/--hyperparameter NAME=VALUE`` (repeatable), as in ``recsys local up``; ``--set`` is
+    its deprecated, hidden old spelling."""
+    parser.add_argument("-H", "--hyperparameter", action="append", dest="set", metavar="NAME=VALUE",
+                        help="a training hyperparameter (repeatable)")
+    parser.add_argument("--set", action="append", dest="set", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ML commands; each subcommand sets ``func`` (parsed args -> exit status)."""
     parser = argparse.ArgumentParser(prog="recsys", description="Two-stage recommendation and search.")
@@ -97,9 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="data utilities").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="write a deterministic synthetic dataset (events.csv, items.csv)")
-    synth.add_argument("--users", type=int, default=2000)
-    synth.add_argument("--items", type=int, default=1000)
-    synth.add_argument("--events", type=int, default=60_000)
+    # counts are --n-*: --users, --items and --events name files in every command
+    synth.add_argument("--n-users", type=int, default=2000, dest="users", metavar="N",
+                       help="users (default 2000)")
+    synth.add_argument("--n-items", type=int, default=1000, dest="items", metavar="N",
+                       help="items (default 1000)")
+    synth.add_argument("--n-events", type=int, default=60_000, dest="events", metavar="N",
+                       help="events (default 60000)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--out", required=True, type=Path)
     synth.set_defaults(func=cmd_synth)
@@ -109,14 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--items", type=Path, help="items CSV/JSON Lines file or directory")
     tr.add_argument("--model-dir", required=True, type=Path)
     tr.add_argument("--output-data-dir", type=Path, help="also write manifest.json and batch/*.jsonl here")
-    tr.add_argument("--set", action="append", metavar="NAME=VALUE", help="a hyperparameter, repeatable")
+    _hyperparameter_flags(tr)
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="leave-last-out evaluation against popularity and stage 1")
     ev.add_argument("--events", required=True, type=Path)
     ev.add_argument("--items", type=Path)
     ev.add_argument("--output", type=Path, help="write the JSON report here")
-    ev.add_argument("--set", action="append", metavar="NAME=VALUE", help="a hyperparameter, repeatable")
+    _hyperparameter_flags(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     return parser

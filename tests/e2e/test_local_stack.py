@@ -28,7 +28,7 @@ from .conftest import REPO, alive, child_env, listening, python, wait_until
 
 pytestmark = pytest.mark.e2e
 
-SMALL_DATA = ["--users", "120", "--n-items", "100", "--n-events", "3000", "-H", "dim=16"]
+SMALL_DATA = ["--n-users", "120", "--n-items", "100", "--n-events", "3000", "-H", "dim=16"]
 START_TIMEOUT_S = 420  # first start trains; generous for a loaded CI machine
 
 

@@ -266,7 +266,7 @@ def test_evaluate_cli_reports_search(tmp_path, capsys):
     events, items = write_dataset(tmp_path / "data", n_users=120, n_items=60, n_events=2500, seed=1)
     out = tmp_path / "report.json"
     code = main(["evaluate", "--events", str(events), "--items", str(items), "--output", str(out),
-                 "--set", "dim=16", "--set", "ranker_users=500"])
+                 "-H", "dim=16", "-H", "ranker_users=500"])
     assert code == 0
     report = json.loads(out.read_text())
     search = report["search"]
@@ -288,5 +288,5 @@ def test_evaluate_cli_without_items_has_no_search(tmp_path):
     events, _ = write_dataset(tmp_path / "data", n_users=80, n_items=40, n_events=1500, seed=2)
     out = tmp_path / "report.json"
     assert main(["evaluate", "--events", str(events), "--output", str(out),
-                 "--set", "dim=16", "--set", "ranker_users=300"]) == 0
+                 "-H", "dim=16", "-H", "ranker_users=300"]) == 0
     assert "search" not in json.loads(out.read_text())

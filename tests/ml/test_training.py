@@ -129,11 +129,12 @@ def recsys_cli(*args):
 
 
 def test_cli_synth_train_and_evaluate(tmp_path):
-    out = recsys_cli("data", "synth", "--users", "150", "--items", "120", "--events", "4000", "--out", str(tmp_path / "d"))
+    out = recsys_cli("data", "synth", "--n-users", "150", "--n-items", "120", "--n-events", "4000",
+                     "--out", str(tmp_path / "d"))
     assert out.returncode == 0, out.stderr
     paths = json.loads(out.stdout)
     ev = recsys_cli("evaluate", "--events", paths["events"], "--items", paths["items"], "--output",
-                    str(tmp_path / "report.json"), "--set", "dim=16")
+                    str(tmp_path / "report.json"), "-H", "dim=16")
     assert ev.returncode == 0, ev.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["protocol"] == "leave-last-out"
@@ -142,7 +143,8 @@ def test_cli_synth_train_and_evaluate(tmp_path):
     assert "union" in report["candidate_recall"] and "two_stage" in ev.stdout
     # the learned two-stage model beats popularity on data with sequential structure
     assert report["models"]["two_stage"]["HR@10"] > 1.2 * report["models"]["popularity"]["HR@10"]
-    tr = recsys_cli("train", "--events", paths["events"], "--model-dir", str(tmp_path / "model"), "--set", "dim=16")
+    tr = recsys_cli("train", "--events", paths["events"], "--model-dir", str(tmp_path / "model"),
+                    "--hyperparameter", "dim=16")
     assert tr.returncode == 0, tr.stderr
     assert json.loads(tr.stdout)["model_version"]
 
@@ -150,7 +152,9 @@ def test_cli_synth_train_and_evaluate(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["evaluate", "--events", "/does/not/exist.csv"], "file not found"),
     (["train", "--events", "/does/not/exist.csv", "--model-dir", "/tmp/x"], "file not found"),
+    (["evaluate", "--events", __file__, "-H", "nonsense=1"], "unknown hyperparameter(s) ['nonsense']"),
     (["evaluate", "--events", __file__, "--set", "nonsense=1"], "unknown hyperparameter(s) ['nonsense']"),
+    (["train", "--events", __file__, "--model-dir", "/tmp/x", "-H", "dim"], "-H/--hyperparameter expects NAME=VALUE"),
 ])
 def test_cli_bad_input_is_one_line_and_non_zero(args, message):
     out = recsys_cli(*args)

@@ -85,7 +85,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="serve this trained model (folder or model.tar.gz) instead of training")
     data.add_argument("--batch-dir", type=Path,
                       help="with --model-dir: the batch/*.jsonl to load into DynamoDB")
-    data.add_argument("--users", type=_positive, default=2000, dest="synth_users",
+    # counts are --n-*: --users, --items and --events name files in every command
+    data.add_argument("--n-users", type=_positive, default=2000, dest="synth_users",
                       help="synthetic users (default 2000)")
     data.add_argument("--n-items", type=_positive, default=1000, dest="synth_items",
                       help="synthetic items (default 1000)")
