@@ -1,5 +1,5 @@
-"""The training pipeline's Lambda steps (evaluation gate, batch load, promotion) and exactly the
-grants each needs; each function's cdk-nag acknowledgements sit beside its grants."""
+"""The training pipeline's Lambda steps (log purge of deleted users, evaluation gate, batch load,
+promotion) and exactly the grants each needs; each function's cdk-nag acknowledgements sit beside its grants."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from recsys_lambdas import contracts
-from recsys_lambdas.pipeline import gate, promote
+from recsys_lambdas.pipeline import gate, promote, purge
 
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.encryption import READ, WRITE, grant_data_key
@@ -27,11 +27,12 @@ def pipeline_functions(
     cfg: EnvironmentConfig,
     *,
     artifacts_bucket: s3.IBucket,
+    events_bucket: s3.IBucket,
     tables: Mapping[str, dynamodb.ITable],
     serving_stack_name: str,
     deploy_role: Optional[iam.IRole],
 ) -> dict[str, RecsysFunction]:
-    """``gate``, ``load`` and ``promote`` -> function construct, each with its own role."""
+    """``purge``, ``gate``, ``load`` and ``promote`` -> function construct, each with its own role."""
     stack = Stack.of(scope)
     bucket_env = {gate.ENV_ARTIFACTS_BUCKET: artifacts_bucket.bucket_name}
     table_env = {
@@ -56,6 +57,13 @@ def pipeline_functions(
         )
 
     functions = {
+        "purge": make(
+            "purge",
+            "recsys_lambdas.pipeline.purge.handler",
+            "rewrite the event log without deleted users",
+            {purge.ENV_EVENTS_BUCKET: events_bucket.bucket_name},
+            1024,  # one log object in memory at a time (Firehose writes at most 64 MiB)
+        ),
         "gate": make(
             "gate",
             "recsys_lambdas.pipeline.gate.handler",
@@ -152,8 +160,51 @@ def pipeline_functions(
             "The serving stack's ARN ends in a stack id CloudFormation assigns; the name "
             "part is exact.",
         )
+    _grant_purge(functions["purge"], events_bucket, stack)
     # With encryption: kms the models and the tables are encrypted with the data key.
+    grant_data_key(functions["purge"].role, cfg, actions=WRITE, via=["s3"])
     grant_data_key(functions["gate"].role, cfg, actions=READ, via=["s3"])
     grant_data_key(functions["load"].role, cfg, actions=WRITE, via=["s3", "dynamodb"])
     grant_data_key(functions["promote"].role, cfg, actions=WRITE, via=["s3"])
     return functions
+
+
+def _grant_purge(function: RecsysFunction, events_bucket: s3.IBucket, stack: Stack) -> None:
+    """The purge reads the deletion and purge records and the log, rewrites or deletes log objects
+    (and the versions they replace: the bucket is versioned) and writes purge records."""
+    log = events_bucket.arn_for_objects(f"{contracts.EVENTS_PREFIX}*")
+    deletions = events_bucket.arn_for_objects(f"{contracts.DELETIONS_PREFIX}*")
+    purges = events_bucket.arn_for_objects(f"{contracts.PURGES_PREFIX}*")
+    role = function.role
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[events_bucket.bucket_arn],
+            conditions={
+                "StringLike": {
+                    "s3:prefix": [
+                        f"{prefix}*"
+                        for prefix in (
+                            contracts.EVENTS_PREFIX,
+                            contracts.DELETIONS_PREFIX,
+                            contracts.PURGES_PREFIX,
+                        )
+                    ]
+                }
+            },
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[log, deletions, purges])
+    )
+    role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[log, purges]))
+    role.add_to_policy(
+        iam.PolicyStatement(actions=["s3:DeleteObject", "s3:DeleteObjectVersion"], resources=[log])
+    )
+    for resource, why in (
+        (log, "Rewrites or deletes the log objects Firehose names (events/<date>/...) that hold a "
+              "deleted user's rows, and deletes the versions they replace."),
+        (deletions, "Reads the deletion records (deletions/<hash of the user id>.json)."),
+        (purges, "Reads and writes the purge records (purges/<hash of the user id>.json)."),
+    ):
+        acknowledge_policy(role, finding("AwsSolutions-IAM5", resource, stack), why)

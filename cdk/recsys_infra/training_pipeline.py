@@ -3,6 +3,7 @@ gates, loads the batch output into DynamoDB and promotes the model; scheduled by
 
     PrepareRun -> ListEvents -> ListItems -> [an empty prefix: NoEvents / NoItems (Fail)]
     -> MarkDeletions (deletions/ never empty: the jobs' optional "deletions" channel)
+    -> PurgeDeletedUsers (the event log rewritten without users deleted since the last run)
     -> TrainRetrieval (job 1, retried with backoff on quota and throttling errors) -> TrainRanker (job 2, job 1's model as channel
     "retrieval") -> EvaluationGate -> [not better: KeptServingModel]
     -> LoadBatchOutput -> Promote -> (WaitForRollout -> CheckPromotion)* -> Promoted
@@ -130,6 +131,7 @@ class TrainingPipeline(Construct):
             self,
             cfg,
             artifacts_bucket=artifacts_bucket,
+            events_bucket=events_bucket,
             tables=tables,
             serving_stack_name=serving_stack_name,
             deploy_role=self.serving_deploy_role,
@@ -276,8 +278,11 @@ class TrainingPipeline(Construct):
             result_path="$.inputs.deletionsMarker",
         )
         add_s3_retry_and_catch(mark_deletions, failed)
+        purge_deleted_users = self._invoke("PurgeDeletedUsers", "purge", {}, "$.purge")
+        purge_deleted_users.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
         training = (
-            mark_deletions.next(train_retrieval)
+            mark_deletions.next(purge_deleted_users)
+            .next(train_retrieval)
             .next(train_ranker)
             .next(evaluation_gate)
             .next(

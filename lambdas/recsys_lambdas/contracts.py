@@ -102,6 +102,7 @@ API_FUNCTION_TIMEOUT_S = 10
 
 EVENTS_PREFIX = "events/"  # Firehose writes JSON Lines here; training reads it
 ITEMS_PREFIX = "items/"
+USERS_PREFIX = "users/"  # user metadata (recsys.schemas.USERS): the optional "users" channel
 MODELS_PREFIX = "models/"
 # DELETE /users/{userId} writes one JSON object per deleted user here ({"userId", "deletedAt"},
 # key: deletion_key); training reads the prefix as its optional "deletions" channel and drops the
@@ -109,12 +110,17 @@ MODELS_PREFIX = "models/"
 # first, so the prefix is never empty: SageMaker fails a job whose S3Prefix channel has no object.
 DELETIONS_PREFIX = "deletions/"
 DELETIONS_MARKER = DELETIONS_PREFIX + "_marker.json"
+# The pipeline's PurgeDeletedUsers step writes, for each deletion record it has removed from the
+# raw log, a purge record under the same name here ({"deletedAt", "purgedAt"}): a deletion is
+# purged once, and again only when a later DELETE rewrites its record.
+PURGES_PREFIX = "purges/"
 
 # --- Training job contract ----------------------------------------------------------------
 
 TRAINING_CHANNEL_EVENTS = "events"
 TRAINING_CHANNEL_ITEMS = "items"
 TRAINING_CHANNEL_DELETIONS = "deletions"  # optional: deletion records (DELETIONS_PREFIX)
+TRAINING_CHANNEL_USERS = "users"  # optional: user metadata (USERS_PREFIX), carried into the model
 TRAINING_CHANNEL_RETRIEVAL = "retrieval"  # job 1's model.tar.gz, input of job 2
 BATCH_OUTPUT_DIR = "batch"  # under SM_OUTPUT_DATA_DIR: users.jsonl, items.jsonl, recommendations.jsonl
 METRIC_LINE_FORMAT = "METRIC {name}={value:.6f}"  # SageMaker metric regex: "METRIC name=([0-9.]+)"
@@ -128,6 +134,11 @@ def session_owner(session_id: str) -> str:
 def deletion_key(user_id: str) -> str:
     """The S3 key of a user's deletion record (a hash: user ids stay out of key listings)."""
     return DELETIONS_PREFIX + hashlib.sha256(user_id.encode("utf-8")).hexdigest() + ".json"
+
+
+def purge_key(deletion_record_key: str) -> str:
+    """The S3 key of the purge record for the deletion record at ``deletion_record_key``."""
+    return PURGES_PREFIX + deletion_record_key[len(DELETIONS_PREFIX):]
 
 
 def table_name(prefix: str, spec: TableSpec) -> str:

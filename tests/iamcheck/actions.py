@@ -42,7 +42,10 @@ def requests_for(service: str, operation: str, params: Dict[str, Any], error: st
         bucket = bind("bucket", params["Bucket"])
         if operation in S3_OBJECT:
             key = params["Key"]
-            out = [req(S3_OBJECT[operation], f"arn:aws:s3:::{bucket}/{key}")]
+            action = S3_OBJECT[operation]
+            if params.get("VersionId") and action in ("s3:GetObject", "s3:DeleteObject"):
+                action += "Version"  # a version's read or delete is its own action
+            out = [req(action, f"arn:aws:s3:::{bucket}/{key}")]
             if error in NOT_FOUND:
                 # S3 answers a missing key with 404 only to callers that may list the bucket;
                 # everyone else gets 403 AccessDenied, which no "not found" branch catches.

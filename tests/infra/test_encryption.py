@@ -108,6 +108,7 @@ def test_key_grants_go_through_one_service_and_name_only_the_data_key(synth, kms
         "api/ApiRecommendationsFunctionRole",
         "api/ApiEventsFunctionRole",
         "training/PipelineTrainingRole",
+        "training/PipelinePurgeFunctionRole",  # rewrites the encrypted event log
         "training/PipelineGateFunctionRole",
         "training/PipelineLoadFunctionRole",
         "training/PipelinePromoteFunctionRole",

@@ -23,6 +23,7 @@ from iamcheck.templates import Environment, Role, environments
 GATE = "recsys_lambdas.pipeline.gate"
 LOAD = "recsys_lambdas.pipeline.load"
 PROMOTE = "recsys_lambdas.pipeline.promote"
+PURGE = "recsys_lambdas.pipeline.purge"
 # Stack names the promote tests use on purpose for stacks that do not exist or are not serving
 # stacks: AWS denies those calls (the policy names the serving stack only), as it should.
 NOT_DEPLOYED = {"nope", "not-serving"}
@@ -31,6 +32,7 @@ COVERAGE = {
     GATE: "tests/lambdas/pipeline/test_pipeline_gate.py",
     LOAD: "tests/lambdas/pipeline/test_pipeline_load.py",
     PROMOTE: "tests/lambdas/pipeline/test_pipeline_promote.py",
+    PURGE: "tests/lambdas/pipeline/test_pipeline_purge.py",
     "recsys_lambdas.api.recommendations": "tests/lambdas/test_recommendations.py",
     "recsys_lambdas.api.events": "tests/lambdas/test_events.py",
 }

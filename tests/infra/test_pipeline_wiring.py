@@ -8,15 +8,18 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import time
 
 import boto3
 import pytest
 from moto import mock_aws
 from recsys_lambdas import contracts
-from recsys_lambdas.pipeline import artifacts, gate, load, promote
+from recsys_lambdas.pipeline import artifacts, gate, load, promote, purge
 
 BUCKET = "wiring-artifacts"
+EVENTS_BUCKET = "wiring-events"
 HANDLERS = {
+    "recsys_lambdas.pipeline.purge.handler": purge.handler,
     "recsys_lambdas.pipeline.gate.handler": gate.handler,
     "recsys_lambdas.pipeline.load.handler": load.handler,
     "recsys_lambdas.pipeline.promote.handler": promote.handler,
@@ -132,6 +135,7 @@ def pipeline(synth, monkeypatch):
         for key, value in fn["Properties"]["Environment"]["Variables"].items():
             env[key] = value if isinstance(value, str) else ""
     env[gate.ENV_ARTIFACTS_BUCKET] = BUCKET
+    env[purge.ENV_EVENTS_BUCKET] = EVENTS_BUCKET
     env[promote.ENV_CFN_ROLE_ARN] = ""
     for key, value in {
         **env,
@@ -144,6 +148,7 @@ def pipeline(synth, monkeypatch):
     with mock_aws():
         s3 = boto3.client("s3", region_name=cfg.region)
         s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(Bucket=EVENTS_BUCKET)
         ddb = boto3.resource("dynamodb", region_name=cfg.region)
         for spec in contracts.ALL_TABLES:
             ddb.create_table(
@@ -167,7 +172,8 @@ def task_handlers(pipeline) -> dict:
         if st["Type"] == "Task" and resource.startswith("GETATT:"):
             handler = pipeline["fns"][resource[len("GETATT:") :]]["Properties"]["Handler"]
             out[name] = HANDLERS[handler]
-    assert set(out) == {"EvaluationGate", "LoadBatchOutput", "Promote", "CheckPromotion"}
+    assert set(out) == {"PurgeDeletedUsers", "EvaluationGate", "LoadBatchOutput", "Promote",
+                        "CheckPromotion"}
     return out
 
 
@@ -229,8 +235,7 @@ def sdk_task(resource: str, bucket: str):
 def test_an_empty_events_or_items_prefix_fails_before_any_training_job(pipeline, uploaded, end):
     states = pipeline["states"]
     assert states["PrepareRun"]["Next"] == "ListEvents"
-    events_bucket = "wiring-events"
-    pipeline["s3"].create_bucket(Bucket=events_bucket)
+    events_bucket = EVENTS_BUCKET
     pipeline["s3"].put_object(Bucket=events_bucket, Key="elsewhere/x.csv", Body=b"x")
     for prefix in uploaded:
         pipeline["s3"].put_object(Bucket=events_bucket, Key=f"{prefix}2026/part-0", Body=b"x")
@@ -240,6 +245,7 @@ def test_an_empty_events_or_items_prefix_fails_before_any_training_job(pipeline,
         if ":states:::aws-sdk:s3:" in st.get("Resource", "")
     }
     assert set(handlers) == {"ListEvents", "ListItems", "MarkDeletions"}
+    handlers["PurgeDeletedUsers"] = task_handlers(pipeline)["PurgeDeletedUsers"]
     # stop where training would start: the interpreter knows no SageMaker
     states = {**states, "TrainRetrieval": {"Type": "Succeed"}}
     last, state = run(states, handlers, {}, start="ListEvents")
@@ -251,10 +257,34 @@ def test_an_empty_events_or_items_prefix_fails_before_any_training_job(pipeline,
         assert body == b"{}"
     else:
         assert marker["KeyCount"] == 0
+    if end == "TrainRetrieval":  # no user deleted: the purge read nothing
+        assert state["purge"]["pendingUsers"] == 0 and state["purge"]["complete"] is True
     if end.startswith("No"):
         fail = states[end]
         assert fail["Type"] == "Fail" and fail["Error"] == end
         assert "no training job was started" in fail["Cause"]
+
+
+def test_the_log_is_purged_of_deleted_users_after_the_marker_and_before_training(pipeline):
+    states = pipeline["states"]
+    assert states["MarkDeletions"]["Next"] == "PurgeDeletedUsers"
+    assert states["PurgeDeletedUsers"]["Next"] == "TrainRetrieval"
+    assert states["PurgeDeletedUsers"]["Catch"][0]["Next"] == "PipelineFailed"
+    s3 = pipeline["s3"]
+    now = time.time()
+    rows = [{"user_id": u, "item_id": "a", "timestamp": now - 10, "received_at": now - 10,
+             "event_id": u} for u in ("gone", "kept")]
+    s3.put_object(Bucket=EVENTS_BUCKET, Key=f"{contracts.EVENTS_PREFIX}2026/12/01/10/part-0",
+                  Body="".join(json.dumps(r) + "\n" for r in rows).encode())
+    s3.put_object(Bucket=EVENTS_BUCKET, Key=contracts.deletion_key("gone"),
+                  Body=json.dumps({"userId": "gone", "deletedAt": now}).encode())
+    handlers = task_handlers(pipeline)
+    handlers["MarkDeletions"] = sdk_task(states["MarkDeletions"]["Resource"], EVENTS_BUCKET)
+    states = {**states, "TrainRetrieval": {"Type": "Succeed"}}
+    last, state = run(states, handlers, {}, start="MarkDeletions")
+    assert last == "TrainRetrieval" and state["purge"]["rowsRemoved"] == 1, state
+    log = s3.get_object(Bucket=EVENTS_BUCKET, Key=f"{contracts.EVENTS_PREFIX}2026/12/01/10/part-0")
+    assert [json.loads(line)["user_id"] for line in log["Body"].read().decode().splitlines()] == ["kept"]
 
 
 def test_training_jobs_retry_with_backoff_on_quota_and_throttling(pipeline):
