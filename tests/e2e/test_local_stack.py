@@ -311,6 +311,22 @@ def test_delete_makes_a_user_read_as_new_and_the_retrain_leaves_them_out(stack, 
                  (tmp_path / "out" / "batch" / "users.jsonl").read_text().splitlines() if line]
     assert user not in retrained and batch["users"][4]["userId"] in retrained
 
+    # the pipeline's PurgeDeletedUsers step, against the stack's embedded S3: the raw log loses
+    # the user's rows (the seed data uploaded at start-up and the rows the API logged)
+    from recsys import data as recsys_data
+    from recsys_lambdas.pipeline import purge
+
+    report = purge.purge(s3, state["bucket"])
+    assert report.complete and report.pending_users == 1 and report.rows_removed >= 2, report
+    purged = tmp_path / "purged"
+    for obj in s3.list_objects_v2(Bucket=state["bucket"], Prefix="events/").get("Contents", []):
+        target = purged / obj["Key"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(state["bucket"], obj["Key"], str(target))
+    raw = recsys_data.load_events(purged / "events")  # no deletions channel: the log itself
+    assert user not in set(raw.user_ids) and batch["users"][4]["userId"] in set(raw.user_ids)
+    assert purge.purge(s3, state["bucket"]).pending_users == 0
+
 
 @pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"a":' * 100_000])
 def test_deeply_nested_json_is_a_4xx_over_http(stack, raw):
