@@ -45,3 +45,41 @@ def test_the_output_pattern_finds_each_way_of_naming_one():
     )
     assert mentioned_outputs(text) == {
         "TrainingPipelineArn", "DashboardUrl", "ApiUrl", "EventsBucketName"}
+
+
+# `describe-stacks --stack-name <stack> ... OutputKey=='<Name>'`: the output must be that stack's
+STACK_OUTPUT = re.compile(
+    r"--stack-name\s+\"?(?:recsys-dev|\$\{?(?:STACK_)?PREFIX\}?)-([a-z]+)\"?(?:\s|\\)+"
+    r"--query\s+\"Stacks\[0\]\.Outputs\[\?OutputKey=='([A-Z][A-Za-z0-9]*)'\]"
+)
+
+
+def stack_outputs(text: str) -> set[tuple[str, str]]:
+    """``(stack suffix, output)`` of each describe-stacks query for one output in ``text``."""
+    return set(STACK_OUTPUT.findall(text))
+
+
+def test_each_queried_output_belongs_to_the_stack_it_is_read_from(synth):
+    """The default environment (``recsys-dev``) is the one the documents' commands use."""
+    queried = {
+        (doc.relative_to(REPO), stack, name)
+        for doc in DOCS
+        for stack, name in stack_outputs(doc.read_text(encoding="utf-8"))
+    }
+    assert {stack for _, stack, _ in queried} >= {"storage", "training"}
+    wrong = sorted(
+        f"{doc}: {name} is not an output of recsys-dev-{stack}"
+        for doc, stack, name in queried
+        if name not in synth.templates.get(f"recsys-dev-{stack}", {}).get("Outputs", {})
+    )
+    assert not wrong, wrong
+
+
+def test_the_stack_output_pattern():
+    text = (
+        'X=$(aws cloudformation describe-stacks --stack-name recsys-dev-storage \\\n'
+        '  --query "Stacks[0].Outputs[?OutputKey==\'EventsBucketName\'].OutputValue" --output text)\n'
+        'describe-stacks --stack-name $STACK_PREFIX-training \\\n      --query '
+        '"Stacks[0].Outputs[?OutputKey==\'StateMachineArn\'].OutputValue"'
+    )
+    assert stack_outputs(text) == {("storage", "EventsBucketName"), ("training", "StateMachineArn")}
