@@ -1,4 +1,4 @@
-"""The ML commands of ``recsys``: ``data synth``, ``train``, ``evaluate``.
+"""The ML commands of ``recsys``: ``data synth``, ``data import``, ``train``, ``evaluate``.
 
 ``python -m recsys`` runs these alone. The ``recsys`` console script is ``recsys_tools.cli``, which
 adds the ``local`` and ``deploy`` groups; this package imports nothing AWS-facing or dev-only.
@@ -41,12 +41,24 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from .importer import import_dataset, summary_lines
+    from .schemas import parse_column_map
+
+    report = import_dataset(args.out, events=args.events, items=args.items, users=args.users,
+                            column_map=parse_column_map(args.map), max_bad_fraction=args.max_bad_fraction)
+    for line in summary_lines(report):
+        _log(line)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
     started = time.time()
     manifest = train(args.events, args.items, args.model_dir, args.output_data_dir,
-                     _hyperparameters(args.set), log=_log)
+                     _hyperparameters(args.set), log=_log, users_path=args.users)
     _log(f"[train] model {manifest['model_version']} written to {args.model_dir} in {time.time() - started:.1f}s")
     print(json.dumps({"model_dir": str(args.model_dir), "model_version": manifest["model_version"],
                       "offline_metrics": manifest["offline_metrics"]}, indent=2))
@@ -116,9 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, type=Path)
     synth.set_defaults(func=cmd_synth)
 
+    imp = data.add_parser(
+        "import", help="validate a Personalize export or mapped CSV/JSON Lines; write canonical files",
+        description="Load interactions, items and users files (Amazon Personalize's column names work in "
+                    "any case; other names with --map), report bad rows, and write events.csv, items.csv "
+                    "and users.csv to --out. Fails with one line and status 2 when an input is unusable.")
+    imp.add_argument("--events", type=Path, help="interactions CSV/JSON Lines file or directory")
+    imp.add_argument("--items", type=Path, help="items CSV/JSON Lines file or directory")
+    imp.add_argument("--users", type=Path, help="users CSV/JSON Lines file or directory")
+    imp.add_argument("--map", metavar="COLUMN=SOURCE,...",
+                     help="column map for other names, e.g. user=customer_id,item=sku,timestamp=ts")
+    imp.add_argument("--max-bad-fraction", type=float, default=0.01,
+                     help="fail when more than this fraction of a file's rows is bad (default 0.01)")
+    imp.add_argument("--out", required=True, type=Path, help="folder for events.csv, items.csv, users.csv")
+    imp.set_defaults(func=cmd_import)
+
     tr = sub.add_parser("train", help="train both jobs locally and write a model directory")
     tr.add_argument("--events", required=True, type=Path, help="events CSV/JSON Lines file or directory")
     tr.add_argument("--items", type=Path, help="items CSV/JSON Lines file or directory")
+    tr.add_argument("--users", type=Path, help="users CSV/JSON Lines file or directory (user metadata)")
     tr.add_argument("--model-dir", required=True, type=Path)
     tr.add_argument("--output-data-dir", type=Path, help="also write manifest.json and batch/*.jsonl here")
     _hyperparameter_flags(tr)

@@ -41,6 +41,7 @@ EVENT_REQUIRED = schemas.INTERACTIONS.required
 ITEM_REQUIRED = schemas.ITEMS.required
 USER_REQUIRED = schemas.USERS.required
 ColumnMap = Optional[Dict[str, str]]  # canonical name -> source column (schemas.parse_column_map)
+USERS_MODEL_FILE = "users.csv"  # the users table a model carries (write_users), for user features
 DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson", ".txt", ".gz", "")
 
 
@@ -495,6 +496,75 @@ def load_users(path: PathLike, max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTIO
             report.rows += 1
     _check_threshold(report, "user", max_bad_fraction)
     return Users(ids, attrs, report)
+
+
+# --- writing the canonical files ----------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    """A float as the canonical files write it: ``10`` for 10.0, else the shortest repr."""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Iterator[Sequence[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def _attribute_columns(rows: Sequence[Dict[str, str]], taken: Sequence[str]) -> List[str]:
+    names: Dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            if key not in taken:
+                names.setdefault(key, None)
+    return list(names)
+
+
+def write_events(events: Events, path: PathLike) -> Path:
+    """``events`` as a canonical events CSV: ``user_id,item_id,timestamp`` and, when any row has
+    one, ``event_type``, ``event_value`` (empty for NaN) and ``weight``."""
+    header = ["user_id", "item_id", "timestamp"]
+    has_type = bool(len(events)) and any(t for t in events.event_types)
+    has_value = bool(np.isfinite(events.event_values).any())
+    has_weight = bool((events.weights != 1).any())
+    header += [name for name, used in (("event_type", has_type), ("event_value", has_value),
+                                       ("weight", has_weight)) if used]
+
+    def rows() -> Iterator[List[str]]:
+        for n in range(len(events)):
+            row = [events.user_ids[n], events.item_ids[n], _number(float(events.timestamps[n]))]
+            if has_type:
+                row.append(events.event_types[n])
+            if has_value:
+                value = float(events.event_values[n])
+                row.append("" if math.isnan(value) else _number(value))
+            if has_weight:
+                row.append(_number(float(events.weights[n])))
+            yield row
+
+    return _write_csv(Path(path), header, rows())
+
+
+def write_items(items: Items, path: PathLike) -> Path:
+    """``items`` as a canonical items CSV: ``item_id,title,category`` then every attribute."""
+    base = list(schemas.ITEMS.names)
+    extra = _attribute_columns(items.attributes, base)
+    rows = ([i, t, c, *(a.get(k, "") for k in extra)]
+            for i, t, c, a in zip(items.item_ids, items.titles, items.categories, items.attributes))
+    return _write_csv(Path(path), base + extra, rows)
+
+
+def write_users(users: Users, path: PathLike) -> Path:
+    """``users`` as a canonical users CSV: ``user_id`` then every attribute (empty when absent)."""
+    extra = _attribute_columns(users.attributes, ["user_id"])
+    rows = ([u, *(a.get(k, "") for k in extra)] for u, a in zip(users.user_ids, users.attributes))
+    return _write_csv(Path(path), ["user_id", *extra], rows)
 
 
 # --- encoding ---------------------------------------------------------------------------------

@@ -25,7 +25,15 @@ from typing import Dict, List, Optional
 
 from . import data as data_mod
 from .model import Recommender
-from .train import fit_ranker, fit_retrieval, load_data, split_hyperparameters, write_batch_output
+from .schemas import parse_column_map
+from .train import (
+    fit_ranker,
+    fit_retrieval,
+    load_data,
+    load_users,
+    split_hyperparameters,
+    write_batch_output,
+)
 
 
 def _log(message: str) -> None:
@@ -101,11 +109,18 @@ def retrieval_job(hyperparameters: Dict[str, str]) -> None:
     events_dir = _channel("events", required=True)
     items_dir = _channel("items", required=False)
     deletions_dir = _channel("deletions", required=False)
+    users_dir = _channel("users", required=False)
     model_dir = _env_dir("SM_MODEL_DIR", "/opt/ml/model")
+    assert model_dir is not None
     _, items, seqs, summary = load_data(events_dir, items_dir, kparams.max_bad_fraction, _log,
-                                        deletions_path=deletions_dir)
+                                        deletions_path=deletions_dir, column_map=kparams.column_map)
+    users = load_users(users_dir, kparams.max_bad_fraction, kparams.column_map, _log) if users_dir else None
     rec = fit_retrieval(seqs, items, rparams, summary, _log)
+    if kparams.column_map:
+        rec.manifest["column_map"] = kparams.column_map  # job 2 reads the events with it too
     rec.save(model_dir)
+    if users is not None:  # carried to job 2 and into the serving model
+        data_mod.write_users(users, model_dir / data_mod.USERS_MODEL_FILE)
     _log(f"[job] retrieval model {rec.model_version} saved to {model_dir}")
 
 
@@ -157,9 +172,14 @@ def ranker_job(hyperparameters: Dict[str, str], code_dir: Optional[Path] = None)
     model_dir = _env_dir("SM_MODEL_DIR", "/opt/ml/model")
     output_dir = _env_dir("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
     with tempfile.TemporaryDirectory() as tmp:
-        rec = Recommender.load(extract_model(retrieval_dir, Path(tmp)))
+        job1_dir = extract_model(retrieval_dir, Path(tmp))
+        rec = Recommender.load(job1_dir)
+        # the users table: job 2's own users channel, else the one job 1 carried
+        users_source = _channel("users", required=False) or (job1_dir / data_mod.USERS_MODEL_FILE)
+        users = data_mod.load_users(users_source, kparams.max_bad_fraction) if users_source.exists() else None
+        column_map = parse_column_map(kparams.column_map or str(rec.manifest.get("column_map", "")))
         deletions = data_mod.load_deletions(_channel("deletions", required=False))
-        events = data_mod.load_events(events_dir, kparams.max_bad_fraction, deletions)
+        events = data_mod.load_events(events_dir, kparams.max_bad_fraction, deletions, column_map=column_map)
         if deletions:
             _log(f"[data] {len(deletions):,} deletion record(s): dropped {events.report.deleted_rows:,} "
                  f"event(s) of {events.report.deleted_users:,} deleted user(s)")
@@ -172,6 +192,9 @@ def ranker_job(hyperparameters: Dict[str, str], code_dir: Optional[Path] = None)
         _log(f"[data] {len(events):,} events, {seqs.n_users:,} users")
         final = fit_ranker(rec, seqs, rec.retrieval.params, kparams, _log)
     final.save(model_dir)
+    if users is not None and model_dir is not None:
+        data_mod.write_users(users, model_dir / data_mod.USERS_MODEL_FILE)
+        _log(f"[job] users table ({len(users):,} users) carried into {model_dir / data_mod.USERS_MODEL_FILE}")
     if code_dir is not None and model_dir is not None:
         _log(f"[job] inference code {copy_code(code_dir, model_dir)} from {code_dir}")
     write_batch_output(final, seqs, output_dir, kparams.batch_k, log=_log, workers=kparams.workers)

@@ -37,6 +37,7 @@ from .model import FORMAT_VERSION, OrderingRules, Recommender
 from .parallel import chunks, map_batches
 from .ranker import Ranker
 from .retrieval import RetrievalModel, RetrievalParams, params_from_dict
+from .schemas import parse_column_map
 
 Log = Callable[[str], None]
 BATCH_K = 50
@@ -57,6 +58,7 @@ class RankerParams:
     max_per_category: int = 0  # 0 = no cap (stage 4)
     batch_k: int = BATCH_K
     seed: int = 0
+    column_map: str = ""  # recsys.schemas.parse_column_map: "user=customer_id,item=sku" ("" = none)
 
     @classmethod
     def from_dict(cls, values: Optional[Mapping[str, Any]]) -> RankerParams:
@@ -84,11 +86,12 @@ def emit_metric(name: str, value: float, log: Log = print) -> None:
 
 
 def load_data(events_path, items_path=None, max_bad_fraction: float = data_mod.DEFAULT_MAX_BAD_FRACTION,
-              log: Log = print, deletions_path=None,
+              log: Log = print, deletions_path=None, column_map: str = "",
               ) -> Tuple[data_mod.Events, Optional[Items], Sequences, Dict[str, Any]]:
+    mapping = parse_column_map(column_map)  # the column_map hyperparameter (ValueError on a bad one)
     deletions = data_mod.load_deletions(deletions_path)
-    events = data_mod.load_events(events_path, max_bad_fraction, deletions)
-    items = data_mod.load_items(items_path, max_bad_fraction) if items_path else None
+    events = data_mod.load_events(events_path, max_bad_fraction, deletions, column_map=mapping)
+    items = data_mod.load_items(items_path, max_bad_fraction, column_map=mapping) if items_path else None
     seqs = data_mod.encode(events, items.item_ids if items else None)
     summary = {
         "events": len(events),
@@ -108,6 +111,17 @@ def load_data(events_path, items_path=None, max_bad_fraction: float = data_mod.D
             f"of {events.report.deleted_users:,} deleted user(s)")
     log(f"[data] {summary['events']:,} events, {summary['users']:,} users, {summary['items']:,} items")
     return events, items, seqs, summary
+
+
+def load_users(users_path, max_bad_fraction: float = data_mod.DEFAULT_MAX_BAD_FRACTION,
+               column_map: str = "", log: Log = print) -> data_mod.Users:
+    """The users file (the optional ``users`` channel), logged with its bad rows."""
+    users = data_mod.load_users(users_path, max_bad_fraction, column_map=parse_column_map(column_map))
+    if users.report.bad_rows:
+        log(f"[data] {users.report.source}: skipped {users.report.bad_rows} bad row(s), e.g. "
+            + "; ".join(users.report.examples))
+    log(f"[data] {len(users):,} users with metadata")
+    return users
 
 
 def make_catalogue(seqs: Sequences, items: Optional[Items]) -> Catalogue:
@@ -352,14 +366,18 @@ def fit(seqs: Sequences, items: Optional[Items], hyperparameters: Optional[Mappi
 
 def train(events_path, items_path, model_dir, output_data_dir=None,
           hyperparameters: Optional[Mapping[str, Any]] = None, log: Log = print,
-          deletions_path=None) -> Dict[str, Any]:
+          deletions_path=None, users_path=None) -> Dict[str, Any]:
     """Both jobs in one process: load (without the deleted users' events), fit, save the model
-    (and the batch outputs)."""
+    (and the batch outputs). ``users_path``: a users file, loaded with :func:`recsys.data.load_users`
+    and carried into the model as ``users.csv``."""
     _rparams, kparams = split_hyperparameters(hyperparameters)
     _, items, seqs, summary = load_data(events_path, items_path, kparams.max_bad_fraction, log,
-                                        deletions_path=deletions_path)
+                                        deletions_path=deletions_path, column_map=kparams.column_map)
+    users = load_users(users_path, kparams.max_bad_fraction, kparams.column_map, log) if users_path else None
     rec = fit(seqs, items, hyperparameters, summary, log)
     rec.save(model_dir)
+    if users is not None:
+        data_mod.write_users(users, Path(model_dir) / data_mod.USERS_MODEL_FILE)
     if output_data_dir is not None:
         write_batch_output(rec, seqs, output_data_dir, kparams.batch_k, log=log, workers=kparams.workers)
     return rec.manifest

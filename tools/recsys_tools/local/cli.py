@@ -81,6 +81,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     data = up.add_argument_group("data (default: synthetic)")
     data.add_argument("--events", type=Path, help="events file (CSV with header or JSON Lines)")
     data.add_argument("--items", type=Path, help="items file (CSV with header or JSON Lines)")
+    data.add_argument("--users", type=Path,
+                      help="users file with metadata columns (CSV with header or JSON Lines)")
     data.add_argument("--model-dir", type=Path,
                       help="serve this trained model (folder or model.tar.gz) instead of training")
     data.add_argument("--batch-dir", type=Path,
@@ -119,6 +121,7 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
     return StackOptions(
         host=args.host, port=args.port, endpoint_port=args.endpoint_port, aws_port=args.aws_port,
         work_dir=args.work_dir or default_work_dir(), events=args.events, items=args.items,
+        users=args.users,
         model_dir=args.model_dir, batch_dir=args.batch_dir,
         hyperparameters=dict(args.hyperparameter), synth_users=args.synth_users,
         synth_items=args.synth_items, synth_events=args.synth_events, seed=args.seed,

@@ -54,6 +54,7 @@ class StackOptions:
     work_dir: Path = Path(".local")
     events: Optional[Path] = None
     items: Optional[Path] = None
+    users: Optional[Path] = None  # user metadata: the optional users channel
     model_dir: Optional[Path] = None
     batch_dir: Optional[Path] = None
     hyperparameters: dict[str, str] = field(default_factory=dict)
@@ -140,11 +141,14 @@ class LocalStack:
 
     def _validate_inputs(self) -> None:
         o = self.options
-        if o.model_dir is not None and (o.events is not None or o.items is not None):
-            raise StackError("give either --model-dir or --events/--items, not both")
+        if o.model_dir is not None and (o.events is not None or o.items is not None or o.users is not None):
+            raise StackError("give either --model-dir or --events/--items/--users, not both")
         if o.items is not None and o.events is None:
             raise StackError("--items needs --events (the items file describes the events' items)")
-        for flag, path in (("--events", o.events), ("--items", o.items), ("--model-dir", o.model_dir),
+        if o.users is not None and o.events is None:
+            raise StackError("--users needs --events (the users file describes the events' users)")
+        for flag, path in (("--events", o.events), ("--items", o.items), ("--users", o.users),
+                           ("--model-dir", o.model_dir),
                            ("--batch-dir", o.batch_dir), ("--inference", o.inference)):
             if path is not None and not Path(path).exists():
                 raise StackError(f"{flag} {path}: no such file or directory")
@@ -223,7 +227,8 @@ class LocalStack:
         o = self.options
         if o.events is not None:
             return TrainingInputs(Path(o.events).resolve(),
-                                  Path(o.items).resolve() if o.items else None, o.hyperparameters)
+                                  Path(o.items).resolve() if o.items else None, o.hyperparameters,
+                                  Path(o.users).resolve() if o.users else None)
         from recsys.synth import write_dataset
 
         folder = self.work_dir / "data" / (f"synth-u{o.synth_users}-i{o.synth_items}-"
@@ -270,6 +275,10 @@ class LocalStack:
             local_aws.upload_file(self.resources, inputs.items,
                                   contracts.ITEMS_PREFIX + inputs.items.name)
             fetch[contracts.TRAINING_CHANNEL_ITEMS] = self._s3_channel(contracts.ITEMS_PREFIX)
+        if inputs.users is not None:
+            local_aws.upload_file(self.resources, inputs.users,
+                                  contracts.USERS_PREFIX + inputs.users.name)
+            fetch[contracts.TRAINING_CHANNEL_USERS] = self._s3_channel(contracts.USERS_PREFIX)
         # the pipeline's MarkDeletions step: deletions/ is never empty, DELETE /users adds records
         marker = self.work_dir / "deletions-marker.json"
         marker.parent.mkdir(parents=True, exist_ok=True)
@@ -284,6 +293,7 @@ class LocalStack:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.step(2, f"training on {inputs.events}"
                      + (f" and {inputs.items}" if inputs.items else "")
+                     + (f" and {inputs.users}" if inputs.users else "")
                      + (f" with {dict(inputs.hyperparameters)}" if inputs.hyperparameters else ""))
         model = train(self.work_dir, inputs, fetch_channels=fetch, echo=not o.quiet_children,
                       out=self.out, force=True)

@@ -49,6 +49,7 @@ class TrainingInputs:
     events: Path
     items: Optional[Path] = None
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    users: Optional[Path] = None  # user metadata: the optional users channel
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def run_key(inputs: TrainingInputs) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "events_sha256": _sha256_file(inputs.events),
         "items_sha256": _sha256_file(inputs.items) if inputs.items else None,
+        **({"users_sha256": _sha256_file(inputs.users)} if inputs.users else {}),
         "hyperparameters": {k: str(v) for k, v in sorted(inputs.hyperparameters.items())},
         "code_version": code_version(),
     }
@@ -302,7 +304,7 @@ def train(
 
     Args:
         work_dir: the stack's work folder (runs go under ``runs/<key>``).
-        inputs: events, items and hyperparameters.
+        inputs: events, items (and users) and hyperparameters.
         fetch_channels: how to fill the ``events``/``items``/``deletions`` channels (default: copy
             the files, and a ``deletions`` channel with only the marker); the stack passes S3
             downloads from the embedded AWS.
@@ -331,6 +333,10 @@ def train(
         sources.setdefault(contracts.TRAINING_CHANNEL_ITEMS, _copy_channel(inputs.items))
     else:
         sources.pop(contracts.TRAINING_CHANNEL_ITEMS, None)
+    if inputs.users is not None:
+        sources.setdefault(contracts.TRAINING_CHANNEL_USERS, _copy_channel(inputs.users))
+    else:
+        sources.pop(contracts.TRAINING_CHANNEL_USERS, None)
     # as in the pipeline, the deletions channel always has an object (at least the marker)
     sources.setdefault(contracts.TRAINING_CHANNEL_DELETIONS, _deletions_marker)
     scripts = sagemaker_dir()
@@ -371,6 +377,7 @@ def train(
         "seconds": round(seconds, 1),
         "events": str(inputs.events),
         "items": str(inputs.items) if inputs.items else None,
+        "users": str(inputs.users) if inputs.users else None,
         "manifest": manifest,
     }, indent=2))
     return TrainedModel(run_dir, model_dir, batch_dir if batch_dir.is_dir() else None, manifest,
