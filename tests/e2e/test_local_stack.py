@@ -465,3 +465,46 @@ def test_sigint_stops_everything_restart_reuses_the_model_and_a_taken_port_is_re
         assert again.stop(signal.SIGTERM) == 0, again.output()[-3000:]
     assert wait_until(lambda: not listening(again.port), 10)
     assert not group_members(restarted["endpoint_pid"]) and not group_members(restarted["aws_pid"])
+
+
+def test_ctrl_c_during_requests_stops_cleanly_without_a_traceback(stack):
+    """A terminal's Ctrl-C sends SIGINT to the whole foreground process group (the gateway, moto,
+    the endpoint and its workers) while requests are in flight: every part stops, the exit is 0,
+    and the terminal shows no traceback (an interrupted request's errors stay in .local/logs)."""
+    import threading
+
+    stack["proc"].stop()  # (stopped already when the whole module runs) its work dir is ours now
+    proc = StackProcess(stack["work_dir"], free_port(), "ctrl-c")
+    try:
+        proc.wait_ready()
+    except BaseException:
+        proc.stop(signal.SIGKILL)
+        raise
+    stop = threading.Event()
+    answered: list = []
+
+    def traffic() -> None:
+        while not stop.is_set():
+            try:
+                answered.append(requests.post(proc.url + "/recommendations",
+                                              json={"userId": "u00001", "numResults": 50}, timeout=5).status_code)
+                requests.post(proc.url + "/events", json={"trackingId": "t", "userId": "u00002", "sessionId": "s",
+                              "eventList": [{"eventType": "click", "itemId": "i00001", "sentAt": time.time()}]},
+                              timeout=5)
+            except requests.RequestException:
+                pass
+
+    clients = [threading.Thread(target=traffic, daemon=True) for _ in range(4)]
+    for t in clients:
+        t.start()
+    try:
+        assert wait_until(lambda: len(answered) >= 8, 30), answered  # requests are flowing
+        os.killpg(proc.proc.pid, signal.SIGINT)
+        assert proc.proc.wait(60) == 0
+    finally:
+        stop.set()
+        proc.stop(signal.SIGKILL)
+    output = proc.output()
+    assert "SIGINT received: stopping the local stack" in output
+    assert "stopped: every process and port of the local stack is released" in output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
