@@ -55,14 +55,21 @@ def _history(history: Sequence[str]) -> List[str]:
     return list(history)[-MAX_HISTORY:]  # newest last: keep the most recent
 
 
+def _with_user(body: Dict[str, Any], user_id: Optional[str]) -> Dict[str, Any]:
+    """``userId`` for a model trained with user attributes (it reads them by id); omitted when None."""
+    if user_id:
+        body["userId"] = user_id
+    return body
+
+
 def recommend_request(history: Sequence[str], k: int, filters: Optional[Mapping[str, Sequence[str]]] = None,
-                      context: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                      context: Optional[Dict[str, Any]] = None, user_id: Optional[str] = None) -> Dict[str, Any]:
     """Body of a ``recommend`` request (history oldest -> newest)."""
     body: Dict[str, Any] = {"action": "recommend", "history": _history(history), "k": int(k),
                             "filters": _filters(filters)}
     if context:
         body["context"] = dict(context)
-    return body
+    return _with_user(body, user_id)
 
 
 def similar_request(item_id: str, k: int, filters: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
@@ -70,16 +77,16 @@ def similar_request(item_id: str, k: int, filters: Optional[Mapping[str, Sequenc
     return {"action": "similar", "itemId": item_id, "k": int(k), "filters": _filters(filters)}
 
 
-def rank_request(history: Sequence[str], item_ids: Sequence[str]) -> Dict[str, Any]:
+def rank_request(history: Sequence[str], item_ids: Sequence[str], user_id: Optional[str] = None) -> Dict[str, Any]:
     """Body of a ``rank`` request."""
-    return {"action": "rank", "history": _history(history), "itemIds": list(item_ids)}
+    return _with_user({"action": "rank", "history": _history(history), "itemIds": list(item_ids)}, user_id)
 
 
 def search_request(query: str, k: int, history: Sequence[str] = (),
-                   filters: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
+                   filters: Optional[Mapping[str, Sequence[str]]] = None, user_id: Optional[str] = None) -> Dict[str, Any]:
     """Body of a ``search`` request."""
-    return {"action": "search", "query": query, "k": int(k), "history": _history(history),
-            "filters": _filters(filters)}
+    return _with_user({"action": "search", "query": query, "k": int(k), "history": _history(history),
+                       "filters": _filters(filters)}, user_id)
 
 
 def popular_request(k: int, filters: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:

@@ -259,7 +259,7 @@ def _recommend_for_user(deps: Deps, user_id: str, history: List[str], k: int, fi
     reason = "no endpoint configured"
     if deps.settings.realtime:
         try:
-            answer = _endpoint(deps, endpoint_client.recommend_request(history, k, filters, context))
+            answer = _endpoint(deps, endpoint_client.recommend_request(history, k, filters, context, user_id or None))
             # the model already drops the history; this guards the contract the API promises
             items = [(i, s) for i, s in answer.items if i not in set(filters["excludeItemIds"])]
             return Recommendations(items=items[:k], model_version=answer.model_version, degraded=False)
@@ -314,7 +314,7 @@ def personalized_ranking(deps: Deps, request: Dict[str, Any]) -> Recommendations
     degraded = False
     if deps.settings.realtime:
         try:
-            answer = _endpoint(deps, endpoint_client.rank_request(history, input_list))
+            answer = _endpoint(deps, endpoint_client.rank_request(history, input_list, request["userId"]))
             ranked, model_version = answer.items, answer.model_version
         except EndpointUnavailable as exc:
             deps.notes["degraded_reason"] = exc.reason
@@ -363,7 +363,7 @@ def search(deps: Deps, query: str, k: int, user_id: Optional[str]) -> Recommenda
             deps.settings.require("users_table")
             history = feature_store.get_history(deps.ddb, deps.settings.users_table, user_id, consistent=True).items
         try:
-            answer = _endpoint(deps, endpoint_client.search_request(query.strip(), k, history))
+            answer = _endpoint(deps, endpoint_client.search_request(query.strip(), k, history, user_id=user_id))
             return Recommendations(items=answer.items[:k], model_version=answer.model_version, degraded=False)
         except EndpointUnavailable as exc:
             reason = exc.reason

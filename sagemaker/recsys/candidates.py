@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .attributes import Metadata
 from .retrieval import RetrievalModel, recency_weights
 
 FEATURES = (
@@ -44,7 +45,7 @@ class Candidates:
     """One user's candidate items (after filtering) and their feature rows."""
 
     items: np.ndarray  # int64 item indices
-    features: np.ndarray  # float32 (len(items), len(FEATURES))
+    features: np.ndarray  # float32 (len(items), len(builder.feature_names)): FEATURES, then attribute columns
     sources: Dict[str, np.ndarray]  # each source's own top list (before filtering), for reports
 
 
@@ -99,14 +100,21 @@ def _rr(top: np.ndarray, items: np.ndarray) -> np.ndarray:
 class CandidateBuilder:
     """Runs the retrieval sources and computes ranking features."""
 
-    def __init__(self, retrieval: RetrievalModel, item_category: np.ndarray) -> None:
+    def __init__(self, retrieval: RetrievalModel, item_category: np.ndarray, metadata: Optional[Metadata] = None) -> None:
         self.r = retrieval
         self.item_category = item_category.astype(np.int32)
         self.n_categories = int(item_category.max()) + 1 if len(item_category) else 1
         self.log_pop = np.log1p(retrieval.popularity).astype(np.float32)
+        self.metadata = metadata if metadata is not None and not metadata.empty else None
+
+    @property
+    def feature_names(self) -> List[str]:
+        """:data:`FEATURES`, then the attribute columns (:mod:`recsys.attributes`) when the model has any."""
+        return list(FEATURES) + (self.metadata.feature_names if self.metadata is not None else [])
 
     def build(self, histories: Sequence[np.ndarray], filters: Optional[Sequence[Optional[ItemFilter]]] = None,
-              min_candidates: int = 0, fixed_items: Optional[Sequence[np.ndarray]] = None) -> List[Candidates]:
+              min_candidates: int = 0, fixed_items: Optional[Sequence[np.ndarray]] = None,
+              users: Optional[Sequence[Optional[str]]] = None) -> List[Candidates]:
         """Candidates and features for each history.
 
         Args:
@@ -114,6 +122,7 @@ class CandidateBuilder:
             filters: per user, extra filtering (seen items are always removed).
             min_candidates: top up from popular items passing the filter when fewer remain.
             fixed_items: score exactly these items instead of retrieving (``rank``).
+            users: per history, the user's id (for the user attribute columns; None = unknown).
         """
         r, p = self.r, self.r.params
         # each history's last history_len items and their recency weights: the ANN query, the
@@ -152,6 +161,9 @@ class CandidateBuilder:
                     items = self._top_up(items, history, f, min_candidates)
             feats = self._features(items, history, h, h_w, queries[b], tail, tail_w, sources,
                                    cov_idx, cov_val, knn_idx, knn_val, ease_idx, ease_val)
+            if self.metadata is not None:
+                user = users[b] if users is not None else None
+                feats = np.concatenate([feats, self.metadata.columns(items, user, h, h_w)], axis=1)
             out.append(Candidates(items=items, features=feats, sources=sources))
         return out
 

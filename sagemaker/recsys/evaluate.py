@@ -77,8 +77,9 @@ def popularity_ranks(histories: Sequence[np.ndarray], targets: np.ndarray, n_ite
 
 
 def evaluate_model(rec, histories: Sequence[np.ndarray], targets: np.ndarray, batch_size: int = 256,
-                   log: Callable[[str], None] = print) -> Dict[str, Dict]:
-    """Two-stage, rank-fusion retrieval, each source alone and the candidate recall of a model."""
+                   log: Callable[[str], None] = print, users: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
+    """Two-stage, rank-fusion retrieval, each source alone and the candidate recall of a model
+    (``users``: the histories' user ids, for a model with user attributes)."""
     n = len(targets)
     k = max(KS)
     two_stage = np.full(n, -1, np.int64)
@@ -90,7 +91,8 @@ def evaluate_model(rec, histories: Sequence[np.ndarray], targets: np.ndarray, ba
     started = time.time()
     for start in range(0, n, batch_size):
         batch = list(range(start, min(n, start + batch_size)))
-        cands = rec.builder.build([histories[u] for u in batch])
+        cands = rec.builder.build([histories[u] for u in batch],
+                                  users=[users[u] for u in batch] if users is not None else None)
         for u, c in zip(batch, cands):
             t = int(targets[u])
             hist = set(histories[u].tolist())
@@ -158,7 +160,7 @@ def run(seqs: Sequences, first_seen: np.ndarray, fit: Callable[[Sequences], obje
     started = time.time()
     rec = fit(train)
     fit_seconds = time.time() - started
-    result = evaluate_model(rec, train.items, targets, log=log)
+    result = evaluate_model(rec, train.items, targets, log=log, users=train.user_ids)
     repeats = float(np.mean([t in set(h.tolist()) for h, t in zip(train.items, targets.tolist())]))
     report = {
         "protocol": "leave-last-out",

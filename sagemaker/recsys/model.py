@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import protocol
+from .attributes import FILE as ATTRIBUTES_FILE
+from .attributes import Metadata
 from .candidates import FEATURES, CandidateBuilder, Candidates, ItemFilter, fusion_scores
 from .catalogue import Catalogue
 from .protocol import Filters, ItemNotFound
@@ -57,14 +59,16 @@ class Recommender:
     """A trained two-stage model. Load one with :meth:`load`; every method is thread-safe to read."""
 
     def __init__(self, catalogue: Catalogue, retrieval: RetrievalModel, ranker: Optional[Ranker],
-                 manifest: Dict[str, Any], ordering: Optional[OrderingRules] = None, text_index=None) -> None:
+                 manifest: Dict[str, Any], ordering: Optional[OrderingRules] = None, text_index=None,
+                 metadata: Optional[Metadata] = None) -> None:
         self.catalogue = catalogue
         self.retrieval = retrieval
         self.ranker = ranker
         self.manifest = manifest
         self.ordering = ordering or OrderingRules()
         self.text_index = text_index
-        self.builder = CandidateBuilder(retrieval, catalogue.category_codes)
+        self.metadata = metadata if metadata is not None and not metadata.empty else None
+        self.builder = CandidateBuilder(retrieval, catalogue.category_codes, self.metadata)
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -84,14 +88,18 @@ class Recommender:
             raise ValueError(f"{d}: artifact format {manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}")
         catalogue = Catalogue.load(d / "catalogue.json")
         retrieval = RetrievalModel.load(d / "retrieval")
-        ranker = Ranker.load(d / "ranker.json", list(FEATURES)) if (d / "ranker.json").exists() else None
+        metadata = None
+        if (d / ATTRIBUTES_FILE).exists():  # item/user attributes as ranker features (optional)
+            metadata = Metadata.load(d / ATTRIBUTES_FILE, [catalogue.category_of(i) for i in range(len(catalogue))])
+        features = list(FEATURES) + (metadata.feature_names if metadata is not None else [])
+        ranker = Ranker.load(d / "ranker.json", features) if (d / "ranker.json").exists() else None
         ordering = OrderingRules.from_json(json.loads((d / "serving.json").read_text())) \
             if (d / "serving.json").exists() else OrderingRules()
         text_index = None
         if (d / "text").is_dir():
             from .text import TextIndex  # optional part of the artifact
             text_index = TextIndex.load(d / "text")
-        return cls(catalogue, retrieval, ranker, manifest, ordering, text_index)
+        return cls(catalogue, retrieval, ranker, manifest, ordering, text_index, metadata)
 
     def save(self, model_dir) -> None:
         d = Path(model_dir)
@@ -103,6 +111,10 @@ class Recommender:
         (d / "serving.json").write_text(json.dumps(self.ordering.to_json(), indent=2))
         if self.text_index is not None:
             self.text_index.save(d / "text")
+        if self.metadata is not None:
+            self.metadata.save(d / ATTRIBUTES_FILE)
+        elif (d / ATTRIBUTES_FILE).exists():
+            (d / ATTRIBUTES_FILE).unlink()
         (d / "manifest.json").write_text(json.dumps(self.manifest, indent=2, sort_keys=True))
 
     # --- helpers ----------------------------------------------------------------------------
@@ -183,11 +195,12 @@ class Recommender:
     # --- the Python API -------------------------------------------------------------------------
 
     def recommend(self, history: Sequence[str], k: int = 10, filters: FiltersLike = None,
-                  context: Optional[Mapping[str, Any]] = None) -> Scored:
-        """Top-``k`` items for a user whose history (oldest first) is given; [] history = cold start."""
+                  context: Optional[Mapping[str, Any]] = None, user_id: Optional[str] = None) -> Scored:
+        """Top-``k`` items for a user whose history (oldest first) is given; [] history = cold start.
+        ``user_id`` selects the user's attributes when the model has user attributes."""
         k = _check_k(k)
         h = self._history(history, context)
-        c = self.builder.build([h], [self._filter(filters)], min_candidates=k)[0]
+        c = self.builder.build([h], [self._filter(filters)], min_candidates=k, users=[user_id])[0]
         return self.order(c.items, self.score(c), k)
 
     def similar(self, item_id: str, k: int = 10, filters: FiltersLike = None) -> Scored:
@@ -199,14 +212,14 @@ class Recommender:
         c = self.builder.build([h], [self._filter(filters)], min_candidates=k)[0]
         return self.order(c.items, self.score(c), k, OrderingRules())
 
-    def rank(self, history: Sequence[str], item_ids: Sequence[str]) -> Scored:
+    def rank(self, history: Sequence[str], item_ids: Sequence[str], user_id: Optional[str] = None) -> Scored:
         """All of ``item_ids``, best first for this user; unknown items last with score 0."""
         unique = list(dict.fromkeys(item_ids))
         known = [i for i in unique if i in self.catalogue.index]
         unknown = [i for i in unique if i not in self.catalogue.index]
         h = self._history(history)
         idx = self.catalogue.lookup(known)
-        c = self.builder.build([h], fixed_items=[idx])[0]
+        c = self.builder.build([h], fixed_items=[idx], users=[user_id])[0]
         scores = self.score(c).astype(np.float64)
         order = np.argsort(-scores, kind="stable")
         out = [(known[i], round(float(scores[i]), 6)) for i in order.tolist()]
@@ -217,7 +230,7 @@ class Recommender:
         return self.recommend([], k, filters)
 
     def search(self, query: str, k: int = 10, history: Optional[Sequence[str]] = None,
-               filters: FiltersLike = None) -> Scored:
+               filters: FiltersLike = None, user_id: Optional[str] = None) -> Scored:
         """Text retrieval (typo tolerant) + co-visitation expansion -> filtering -> personal ordering.
 
         1. the text index's ``SEARCH_TEXT_CANDIDATES`` best matches, relevance in [0, 1];
@@ -234,6 +247,7 @@ class Recommender:
             k: at most this many results.
             history: the user's items, oldest first (unknown ids are ignored).
             filters: a :class:`~recsys.protocol.Filters` or its JSON form.
+            user_id: the user, for the user attribute features (models trained with users).
 
         Returns:
             ``[(item_id, score)]`` best first; ``[]`` when no item matches the query's words.
@@ -277,7 +291,7 @@ class Recommender:
             return []
         h = self._history(history or [])
         if len(h):
-            personal = self.score(self.builder.build([h], fixed_items=[items])[0])
+            personal = self.score(self.builder.build([h], fixed_items=[items], users=[user_id])[0])
             personal = personal / max(float(personal.max()), 1e-9)
         else:
             personal = self.builder.log_pop[items] / max(float(self.builder.log_pop.max()), 1e-9)
@@ -293,13 +307,13 @@ class Recommender:
         try:
             req = protocol.parse_request(body)
             if req.action == "recommend":
-                items = self.recommend(req.history, req.k, req.filters, req.context)
+                items = self.recommend(req.history, req.k, req.filters, req.context, req.user_id)
             elif req.action == "similar":
                 items = self.similar(req.item_id or "", req.k, req.filters)
             elif req.action == "rank":
-                items = self.rank(req.history, req.item_ids)
+                items = self.rank(req.history, req.item_ids, req.user_id)
             elif req.action == "search":
-                items = self.search(req.query or "", req.k, req.history, req.filters)
+                items = self.search(req.query or "", req.k, req.history, req.filters, req.user_id)
             else:
                 items = self.popular(req.k, req.filters)
         except (protocol.InvalidRequest, ItemNotFound) as exc:

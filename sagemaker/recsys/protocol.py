@@ -7,7 +7,7 @@ builds the same dicts (``recsys_lambdas.endpoint_client``) and a test checks the
 
 Requests (JSON object, ``Content-Type: application/json``)::
 
-    {"action": "recommend", "history": ["i1", "i2"], "k": 10,
+    {"action": "recommend", "history": ["i1", "i2"], "k": 10, "userId": "u1",
      "filters": {"excludeItemIds": [], "includeCategories": [], "excludeCategories": []},
      "context": {"recentItems": ["i9"]}}
     {"action": "similar", "itemId": "i1", "k": 10, "filters": {...}}
@@ -15,7 +15,9 @@ Requests (JSON object, ``Content-Type: application/json``)::
     {"action": "search",  "query": "star wars", "k": 10, "history": [...], "filters": {...}}
     {"action": "popular", "k": 10, "filters": {...}}
 
-``history`` is ordered oldest -> newest. Responses::
+``history`` is ordered oldest -> newest. ``userId`` (optional, on ``recommend``, ``rank`` and
+``search``) selects the user's attributes for a model trained with a users file; a model
+without user attributes, or an unknown id, ignores it. Responses::
 
     {"items": [{"itemId": "i3", "score": 0.91}, ...], "modelVersion": "20261130T...-abc123"}
     {"error": {"type": "ItemNotFound" | "InvalidRequest" | "NotSupported", "message": "..."}, "modelVersion": ...}
@@ -35,6 +37,7 @@ MAX_K = 500
 MAX_HISTORY = 500
 MAX_RANK_ITEMS = 500
 MAX_QUERY_CHARS = 256
+MAX_USER_ID_CHARS = 256
 FILTER_KEYS = ("excludeItemIds", "includeCategories", "excludeCategories")
 
 
@@ -97,6 +100,7 @@ class Request:
     query: Optional[str] = None
     filters: Filters = field(default_factory=Filters)
     context: Dict[str, Any] = field(default_factory=dict)
+    user_id: Optional[str] = None
 
 
 def _string_list(raw: Any, where: str, max_len: int) -> List[str]:
@@ -137,6 +141,9 @@ def parse_request(body: Any) -> Request:
         raise InvalidRequest("context must be an object")
     if "recentItems" in context:
         _string_list(context["recentItems"], "context.recentItems", MAX_HISTORY)
+    user_id = body.get("userId")
+    if user_id is not None and (not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID_CHARS):
+        raise InvalidRequest(f"userId must be a non-empty string of at most {MAX_USER_ID_CHARS} characters")
     item_id = None
     item_ids: List[str] = []
     query = None
@@ -153,7 +160,7 @@ def parse_request(body: Any) -> Request:
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidRequest(f"query has {len(query)} characters; at most {MAX_QUERY_CHARS} allowed")
     return Request(action=action, k=k, history=history, item_id=item_id, item_ids=item_ids,
-                   query=query, filters=filters, context=dict(context))
+                   query=query, filters=filters, context=dict(context), user_id=user_id)
 
 
 def error_response(exc: Exception, model_version: Optional[str] = None) -> Dict[str, Any]:

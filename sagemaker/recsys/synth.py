@@ -37,6 +37,7 @@ NOUNS = (
     "Mountain", "Orchard", "Palace", "Road", "Season", "Station", "Symphony", "Tide", "Tower",
     "Village", "Whisper", "Witness", "Horizon", "Lantern", "Market", "Orbit", "Pilgrim", "Rebel",
 )
+LANGUAGES = ("en", "fr", "de", "es")
 DAY = 86_400.0
 START = 1_700_000_000.0  # 2023-11-14, so timestamps look real
 N_EPOCHS = 12
@@ -58,9 +59,14 @@ def _titles(rng: np.random.Generator, n_series: int) -> List[str]:
 
 def generate(
     n_users: int = 2000, n_items: int = 1000, n_events: int = 60_000, seed: int = 0,
-    days: float = 120.0,
+    days: float = 120.0, language_bias: float = 0.0,
 ) -> Tuple[List[Tuple[str, str, int, str, str]], List[Tuple[str, str, str]]]:
     """Generate (events, items).
+
+    With ``language_bias`` > 0 every series has a language and every user speaks one
+    (drawn from a generator of their own, so the default data is unchanged); a drawn item in
+    another language than the user's is rejected with this probability (the attribute that
+    matters in the metadata benchmark, docs/ML.md).
 
     Returns:
         events: ``(user_id, item_id, timestamp, event_type, session_id)`` in time order per user,
@@ -69,6 +75,13 @@ def generate(
     """
     if n_users < 1 or n_items < 2 or n_events < n_users:
         raise ValueError("need n_users >= 1, n_items >= 2 and n_events >= n_users")
+    events, items, _, _ = _generate(n_users, n_items, n_events, seed, days, language_bias)
+    return events, items
+
+
+def _generate(n_users: int, n_items: int, n_events: int, seed: int, days: float, language_bias: float
+              ) -> Tuple[List[Tuple[str, str, int, str, str]], List[Tuple[str, str, str]], np.ndarray, np.ndarray]:
+    """:func:`generate`, plus the per-item and per-user language codes (into :data:`LANGUAGES`)."""
     rng = np.random.default_rng(seed)
     n_cat = min(len(CATEGORIES), max(2, n_items // 40))
 
@@ -131,6 +144,9 @@ def generate(
             counts[u] -= 1
     events: List[Tuple[str, str, int, str, str]] = []
     uniform = rng.random
+    lang_rng = np.random.default_rng([seed, 17])
+    user_lang = lang_rng.integers(len(LANGUAGES), size=n_users)
+    item_lang = lang_rng.integers(len(LANGUAGES), size=n_series)[series_of]
     for u in range(n_users):
         taste = rng.dirichlet(np.full(n_cat, 0.3))
         t = rng.uniform(0.0, 0.5) * days * DAY
@@ -159,6 +175,8 @@ def generate(
                         if cum is None:
                             continue
                         cand = int(members[c][min(len(cum) - 1, int(np.searchsorted(cum, uniform())))])
+                    if language_bias and item_lang[cand] != user_lang[u] and lang_rng.random() < language_bias:
+                        continue
                     if cand not in seen and release[cand] <= t:
                         item = cand
                         break
@@ -179,16 +197,24 @@ def generate(
         # if attempts failed repeatedly, the user ends up with fewer events: that's fine
     events.sort(key=lambda e: (e[2], e[0]))
     items = [(f"i{j:05d}", item_title[j], CATEGORIES[category[j]]) for j in range(n_items)]
-    return events, items
+    return events, items, item_lang, user_lang
 
 
 def write_dataset(
-    out_dir, n_users: int = 2000, n_items: int = 1000, n_events: int = 60_000, seed: int = 0
+    out_dir, n_users: int = 2000, n_items: int = 1000, n_events: int = 60_000, seed: int = 0,
+    language_bias: float = 0.0,
 ) -> Tuple[Path, Path]:
-    """Write ``events.csv`` and ``items.csv`` under ``out_dir``; returns their paths."""
+    """Write ``events.csv`` and ``items.csv`` under ``out_dir``; returns their paths.
+
+    With ``language_bias`` > 0 (see :func:`generate`) ``items.csv`` also has ``language`` and
+    ``price`` (noise) columns, and ``users.csv`` (``user_id,language,age``; age is noise) is
+    written next to them.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    events, items = generate(n_users, n_items, n_events, seed)
+    if n_users < 1 or n_items < 2 or n_events < n_users:
+        raise ValueError("need n_users >= 1, n_items >= 2 and n_events >= n_users")
+    events, items, item_lang, user_lang = _generate(n_users, n_items, n_events, seed, 120.0, language_bias)
     events_path, items_path = out / "events.csv", out / "items.csv"
     with open(events_path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
@@ -196,6 +222,17 @@ def write_dataset(
         w.writerows(events)
     with open(items_path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["item_id", "title", "category"])
-        w.writerows(items)
+        if not language_bias:
+            w.writerow(["item_id", "title", "category"])
+            w.writerows(items)
+            return events_path, items_path
+        noise = np.random.default_rng([seed, 19])
+        w.writerow(["item_id", "title", "category", "language", "price"])
+        for (item, title, category), lang in zip(items, item_lang.tolist()):
+            w.writerow([item, title, category, LANGUAGES[lang], f"{noise.lognormal(2.5, 1.0):.2f}"])
+    with open(out / "users.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["user_id", "language", "age"])
+        for u in range(n_users):
+            w.writerow([f"u{u:05d}", LANGUAGES[user_lang[u]], int(noise.integers(18, 80))])
     return events_path, items_path

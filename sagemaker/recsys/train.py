@@ -29,7 +29,7 @@ from .batch_contract import (
     SEARCH_ROW_PREFIX,
     search_tokens,
 )
-from .candidates import FEATURES, CandidateBuilder, fusion_scores
+from .candidates import CandidateBuilder, fusion_scores
 from .catalogue import Catalogue
 from .data import Items, Sequences
 from .evaluate import metrics_from_ranks, rank_in
@@ -142,8 +142,10 @@ def _version(summary: Mapping[str, Any], params: Mapping[str, Any]) -> str:
 
 
 def fit_retrieval(seqs: Sequences, items: Optional[Items], params: RetrievalParams,
-                  summary: Optional[Dict[str, Any]] = None, log: Log = print) -> Recommender:
-    """Job 1: stage-1 artifacts (+ the text index when titles are known) as a servable model."""
+                  summary: Optional[Dict[str, Any]] = None, log: Log = print,
+                  users: Optional[Mapping[str, Mapping[str, str]]] = None) -> Recommender:
+    """Job 1: stage-1 artifacts (+ the text index when titles are known, + the attribute
+    encoders when items or ``users`` (user id -> attributes) have attributes) as a servable model."""
     started = time.time()
     catalogue = make_catalogue(seqs, items)
     retrieval = RetrievalModel.fit(seqs.items, seqs.times, seqs.n_items, params, log=log)
@@ -154,6 +156,7 @@ def fit_retrieval(seqs: Sequences, items: Optional[Items], params: RetrievalPara
         attrs = dict(zip(items.item_ids, items.attributes))
         text_index = TextIndex.build(catalogue.texts([attrs.get(i, {}) for i in catalogue.item_ids]))
         log(f"[retrieval] text index over {len(catalogue):,} titles")
+    metadata = _fit_attributes(seqs, items, catalogue, users, log)
     manifest = {
         "format_version": FORMAT_VERSION,
         "model_version": _version(summary or {}, asdict(params)),
@@ -166,8 +169,24 @@ def fit_retrieval(seqs: Sequences, items: Optional[Items], params: RetrievalPara
         "offline_metrics": {},
         "timings": {"retrieval_seconds": round(time.time() - started, 2)},
     }
+    if metadata is not None:
+        manifest["attributes"] = {"features": metadata.feature_names, "users": len(metadata.user_ids), "skipped": {
+            **{f"item.{k}": v for k, v in (metadata.item_encoder.skipped if metadata.item_encoder else {}).items()},
+            **{f"user.{k}": v for k, v in (metadata.user_encoder.skipped if metadata.user_encoder else {}).items()}}}
     emit_metric("index_recall_at_10", retrieval.index_recall, log)
-    return Recommender(catalogue, retrieval, None, manifest, OrderingRules(), text_index)
+    return Recommender(catalogue, retrieval, None, manifest, OrderingRules(), text_index, metadata)
+
+
+def _fit_attributes(seqs: Sequences, items: Optional[Items], catalogue: Catalogue,
+                    users: Optional[Mapping[str, Mapping[str, str]]], log: Log):
+    """The attribute encoders (:mod:`recsys.attributes`), or None without usable attributes."""
+    item_attrs = {i: a for i, a in zip(items.item_ids, items.attributes) if a} if items is not None else {}
+    if not item_attrs and not users:
+        return None
+    from .attributes import fit_metadata
+
+    return fit_metadata(catalogue.item_ids, [catalogue.category_of(i) for i in range(len(catalogue))],
+                        item_attrs or None, users or None, users_first=seqs.user_ids, log=log)
 
 
 # --- job 2 ----------------------------------------------------------------------------------
@@ -199,7 +218,8 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
     log(f"[ranker] refitting stage 1 without each user's last {kparams.ranker_targets} event(s) "
         f"({inner.n_events:,} events)")
     inner_retrieval = RetrievalModel.fit(inner.items, inner.times, inner.n_items, rparams, log=lambda m: None)
-    builder = CandidateBuilder(inner_retrieval, rec.catalogue.category_codes)
+    builder = CandidateBuilder(inner_retrieval, rec.catalogue.category_codes, rec.metadata)
+    names = builder.feature_names  # FEATURES + the attribute columns
     users = rng.permutation(labelled)[: kparams.ranker_users]
     n_val = round(len(users) * kparams.validation_fraction)
     val_users = set(users[:n_val].tolist())
@@ -222,7 +242,8 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
         batch_rng = np.random.default_rng([kparams.seed, number])
         xs: List[np.ndarray] = []
         ys: List[np.ndarray] = []
-        for (u, p), c in zip(pairs, builder.build([seqs.items[u][:p] for u, p in pairs])):
+        for (u, p), c in zip(pairs, builder.build([seqs.items[u][:p] for u, p in pairs],
+                                                  users=[seqs.user_ids[u] for u, _ in pairs])):
             label = (c.items == int(seqs.items[u][p])).astype(np.float32)
             if label.sum() == 0:
                 continue  # the target was not retrieved: nothing for the ranker to learn here
@@ -237,7 +258,7 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
             xs.append(c.features[take])
             ys.append(label[take])
         if not xs:
-            return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0, np.float32)
+            return np.zeros((0, len(names)), np.float32), np.zeros(0, np.float32)
         return np.concatenate(xs), np.concatenate(ys)
 
     batches = list(enumerate(chunks(training, kparams.batch_size)))
@@ -247,11 +268,11 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
         ys.append(by)
         done += len(pairs)
         log(f"[ranker] candidates for {done:,}/{len(training):,} training examples")
-    x = np.concatenate(xs) if xs else np.zeros((0, len(FEATURES)), np.float32)
+    x = np.concatenate(xs) if xs else np.zeros((0, len(names)), np.float32)
     y = np.concatenate(ys) if ys else np.zeros(0, np.float32)
     if len(y) == 0:
         raise ValueError("no training user had their next item among the candidates; too little data")
-    ranker = Ranker.fit(x, y, FEATURES, c=kparams.ranker_c, seed=kparams.seed)
+    ranker = Ranker.fit(x, y, names, c=kparams.ranker_c, seed=kparams.seed)
     log(f"[ranker] logistic regression on {len(y):,} pairs ({int(y.sum()):,} positives)")
 
     # offline validation on the held-out users, with the stage-1 model that never saw their targets
@@ -259,7 +280,8 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
         """Per example: the target's rank by the two-stage order and by fusion (-1 = not in the
         top 20), and whether it was a candidate at all."""
         out = np.full((len(pairs), 3), -1, np.int64)
-        for row, ((u, p), c) in enumerate(zip(pairs, builder.build([seqs.items[u][:p] for u, p in pairs]))):
+        for row, ((u, p), c) in enumerate(zip(pairs, builder.build([seqs.items[u][:p] for u, p in pairs],
+                                                                   users=[seqs.user_ids[u] for u, _ in pairs]))):
             target = int(seqs.items[u][p])
             out[row, 2] = int(target in set(c.items.tolist()))
             if len(c.items):
@@ -281,13 +303,13 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
     emit_metric("candidate_recall", candidate_recall, log)
     manifest = dict(rec.manifest)
     manifest["offline_metrics"] = offline
-    manifest["ranker"] = {"features": list(FEATURES), **ranker.info}
+    manifest["ranker"] = {"features": list(names), **ranker.info}
     manifest["hyperparameters"] = {**manifest.get("hyperparameters", {}), "ranker": asdict(kparams)}
     manifest.setdefault("timings", {})["ranker_seconds"] = round(time.time() - started, 2)
     manifest["model_version"] = manifest["model_version"].rsplit("-", 1)[0] + "-" + hashlib.sha256(
         json.dumps(ranker.to_json(), sort_keys=True).encode()).hexdigest()[:8]
     ordering = OrderingRules(max_per_category=kparams.max_per_category or None)
-    return Recommender(rec.catalogue, rec.retrieval, ranker, manifest, ordering, rec.text_index)
+    return Recommender(rec.catalogue, rec.retrieval, ranker, manifest, ordering, rec.text_index, rec.metadata)
 
 
 # --- batch outputs (the batch path and the fallback) ------------------------------------------
@@ -319,7 +341,8 @@ def write_batch_output(rec: Recommender, seqs: Sequences, out_dir, k: int = BATC
                             "modelVersion": version}) + "\n")
 
         def user_rows(users: Sequence[int]) -> str:
-            cands = rec.builder.build([seqs.items[u] for u in users], min_candidates=k)
+            cands = rec.builder.build([seqs.items[u] for u in users], min_candidates=k,
+                                      users=[seqs.user_ids[u] for u in users])
             return "".join(
                 json.dumps({"userId": seqs.user_ids[u], "items": [{"itemId": i, "score": s}
                                                                   for i, s in rec.order(c.items, rec.score(c), k)],
@@ -358,9 +381,10 @@ def _write_search_rows(rec: Recommender, f) -> int:
 
 
 def fit(seqs: Sequences, items: Optional[Items], hyperparameters: Optional[Mapping[str, Any]] = None,
-        summary: Optional[Dict[str, Any]] = None, log: Log = print) -> Recommender:
+        summary: Optional[Dict[str, Any]] = None, log: Log = print,
+        users: Optional[Mapping[str, Mapping[str, str]]] = None) -> Recommender:
     rparams, kparams = split_hyperparameters(hyperparameters)
-    rec = fit_retrieval(seqs, items, rparams, summary, log)
+    rec = fit_retrieval(seqs, items, rparams, summary, log, users)
     return fit_ranker(rec, seqs, rparams, kparams, log)
 
 

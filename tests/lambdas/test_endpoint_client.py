@@ -71,3 +71,13 @@ def test_answers_map_to_outcomes():
             ec.parse_answer(garbage, "recommend")
     inf = ec.parse_answer(b'{"items": [{"itemId": "a", "score": Infinity}]}', "recommend")
     assert inf.items == [("a", 0.0)]
+
+
+def test_the_user_id_reaches_the_model_for_its_user_attributes():
+    """recommend, rank and search carry ``userId`` (a model trained with a users file reads the
+    user's attributes by it); without one the key is absent, as before."""
+    with_user = [ec.recommend_request(["i1"], 5, user_id="u1"), ec.rank_request(["i1"], ["i2"], user_id="u1"),
+                 ec.search_request("star", 5, user_id="u1")]
+    for body in with_user:
+        assert protocol.parse_request(json.loads(json.dumps(body))).user_id == "u1"
+    assert "userId" not in ec.recommend_request(["i1"], 5) and "userId" not in ec.rank_request([], ["i2"])
