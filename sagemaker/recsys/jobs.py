@@ -115,7 +115,8 @@ def retrieval_job(hyperparameters: Dict[str, str]) -> None:
     _, items, seqs, summary = load_data(events_dir, items_dir, kparams.max_bad_fraction, _log,
                                         deletions_path=deletions_dir, column_map=kparams.column_map)
     users = load_users(users_dir, kparams.max_bad_fraction, kparams.column_map, _log) if users_dir else None
-    rec = fit_retrieval(seqs, items, rparams, summary, _log)
+    rec = fit_retrieval(seqs, items, rparams, summary, _log,
+                        users=dict(zip(users.user_ids, users.attributes)) if users is not None else None)
     if kparams.column_map:
         rec.manifest["column_map"] = kparams.column_map  # job 2 reads the events with it too
     rec.save(model_dir)

@@ -398,7 +398,8 @@ def train(events_path, items_path, model_dir, output_data_dir=None,
     _, items, seqs, summary = load_data(events_path, items_path, kparams.max_bad_fraction, log,
                                         deletions_path=deletions_path, column_map=kparams.column_map)
     users = load_users(users_path, kparams.max_bad_fraction, kparams.column_map, log) if users_path else None
-    rec = fit(seqs, items, hyperparameters, summary, log)
+    rec = fit(seqs, items, hyperparameters, summary, log,
+              users=dict(zip(users.user_ids, users.attributes)) if users is not None else None)
     rec.save(model_dir)
     if users is not None:
         data_mod.write_users(users, Path(model_dir) / data_mod.USERS_MODEL_FILE)

@@ -159,11 +159,11 @@ def language_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def attribute_model_dir(language_data, tmp_path_factory):
-    events, items, users = language_data
-    _, items_data, seqs, summary = train.load_data(events, items, log=lambda m: None)
-    rec = train.fit(seqs, items_data, HPS, summary, log=lambda m: None, users=users)
+    """Both jobs in one process (``recsys train --users``), as the local stack trains."""
+    events, items, _ = language_data
     out = tmp_path_factory.mktemp("attr-model")
-    rec.save(out)
+    train.train(events, items, out, hyperparameters=HPS, log=lambda m: None,
+                users_path=events.parent / "users.csv")
     return out
 
 
@@ -242,3 +242,43 @@ def test_an_informative_attribute_raises_the_held_out_metric(language_data):
     # measured: HR@10 0.519 -> 0.585, NDCG@10 0.372 -> 0.412 (docs/ML.md, "Item and user metadata")
     assert with_attributes["HR@10"] > without["HR@10"] + 0.03, (without, with_attributes)
     assert with_attributes["NDCG@10"] > without["NDCG@10"] + 0.02, (without, with_attributes)
+
+
+def test_both_jobs_with_a_users_channel_give_the_ranker_user_features(language_data, tmp_path):
+    """SageMaker's layout: job 1 reads SM_CHANNEL_ITEMS and SM_CHANNEL_USERS and fits the encoders,
+    job 2 trains the ranker on their columns, and the served model answers by userId."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    events, items, _ = language_data
+    for name, source in (("ev", events), ("it", items), ("us", Path(events).parent / "users.csv")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / Path(source).name).write_bytes(Path(source).read_bytes())
+
+    def run(script, env):
+        return subprocess.run([sys.executable, str(repo / "sagemaker" / script), "--dim", "16", "--ranker_users", "500"],
+                              env={**os.environ, "PYTHONPATH": "", **env}, capture_output=True, text=True, timeout=300,
+                              cwd=str(repo / "sagemaker"))
+
+    job1 = run("train_retrieval.py", {"SM_CHANNEL_EVENTS": str(tmp_path / "ev"), "SM_CHANNEL_ITEMS": str(tmp_path / "it"),
+                                      "SM_CHANNEL_USERS": str(tmp_path / "us"), "SM_MODEL_DIR": str(tmp_path / "m1")})
+    assert job1.returncode == 0, job1.stderr
+    assert "[attributes] user.language: categorical (4 value(s))" in job1.stdout
+    assert "[attributes] item.price: numeric (log1p, clipped, standardised)" in job1.stdout
+    (tmp_path / "retrieval").mkdir()
+    with tarfile.open(tmp_path / "retrieval" / "model.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "m1", arcname=".")
+    job2 = run("train_ranker.py", {"SM_CHANNEL_EVENTS": str(tmp_path / "ev"), "SM_CHANNEL_RETRIEVAL": str(tmp_path / "retrieval"),
+                                   "SM_MODEL_DIR": str(tmp_path / "m2"), "SM_OUTPUT_DATA_DIR": str(tmp_path / "out")})
+    assert job2.returncode == 0, job2.stderr
+    model = Recommender.load(tmp_path / "m2")
+    assert {"match.language", "user.language=en", "affinity.language"} <= set(model.builder.feature_names)
+    assert json.loads((tmp_path / "m2" / "ranker.json").read_text())["feature_names"] == model.builder.feature_names
+    history = model.catalogue.item_ids[:3]
+    assert model.handle({"action": "rank", "history": history, "itemIds": model.catalogue.item_ids[3:30],
+                         "userId": "u00001"}) != model.handle(
+        {"action": "rank", "history": history, "itemIds": model.catalogue.item_ids[3:30], "userId": "u00002"})
