@@ -74,17 +74,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     train.split_hyperparameters(hps)  # fail fast on a typo
     events, items, seqs, summary = train.load_data(args.events, args.items, log=_log)
     first_seen = evaluate.first_seen_positions(events.item_ids, seqs.item_ids)
+    users = train.load_users(args.users, log=_log) if args.users else None  # user metadata features
+    user_attributes = dict(zip(users.user_ids, users.attributes)) if users is not None else None
     fitted: List[Recommender] = []  # the model fitted on the training part, for the search evaluation
 
     def fit(part: Sequences) -> Recommender:
-        rec = train.fit(part, items, hps, summary, log=_log)
+        rec = train.fit(part, items, hps, summary, log=_log, users=user_attributes)
         fitted.append(rec)
         return rec
 
     report = evaluate.run(
         seqs, first_seen, fit=fit, log=_log,
         extra={"events_file": str(args.events), "items_file": str(args.items) if args.items else None,
-               "hyperparameters": hps},
+               "users_file": str(args.users) if args.users else None, "hyperparameters": hps},
     )
     print(evaluate.format_table(report))
     if items is not None and fitted and fitted[-1].text_index is not None:
@@ -155,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="leave-last-out evaluation against popularity and stage 1")
     ev.add_argument("--events", required=True, type=Path)
     ev.add_argument("--items", type=Path)
+    ev.add_argument("--users", type=Path, help="users CSV/JSON Lines file or directory (user metadata features)")
     ev.add_argument("--output", type=Path, help="write the JSON report here")
     _hyperparameter_flags(ev)
     ev.set_defaults(func=cmd_evaluate)

@@ -282,3 +282,15 @@ def test_both_jobs_with_a_users_channel_give_the_ranker_user_features(language_d
     assert model.handle({"action": "rank", "history": history, "itemIds": model.catalogue.item_ids[3:30],
                          "userId": "u00001"}) != model.handle(
         {"action": "rank", "history": history, "itemIds": model.catalogue.item_ids[3:30], "userId": "u00002"})
+
+
+def test_recsys_evaluate_takes_a_users_file(language_data, tmp_path, capsys):
+    from recsys.cli import main
+
+    events, items, _ = language_data
+    assert main(["evaluate", "--events", str(events), "--items", str(items), "--users",
+                 str(events.parent / "users.csv"), "--output", str(tmp_path / "r.json"), "-H", "dim=16"]) == 0
+    assert "[attributes] user.language: categorical (4 value(s))" in capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["users_file"] == str(events.parent / "users.csv")
+    assert report["models"]["two_stage"]["HR@10"] > 0
