@@ -12,7 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from recsys_lambdas import contracts
-from recsys_lambdas.pipeline import gate, promote, purge
+from recsys_lambdas.pipeline import artifacts, gate, promote, purge
 
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.encryption import READ, WRITE, grant_data_key
@@ -111,9 +111,16 @@ def pipeline_functions(
             "Reads the training output of the run (models/<job>/output/*.tar.gz) and the "
             "serving record; read-only, limited to the models/ prefix.",
         )
-    serving_record = artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}serving.json")
+    serving_record = artifacts_bucket.arn_for_objects(artifacts.SERVING_RECORD_KEY)
+    serving_history = artifacts_bucket.arn_for_objects(f"{artifacts.SERVING_HISTORY_PREFIX}*")
     functions["promote"].role.add_to_policy(
-        iam.PolicyStatement(actions=["s3:PutObject"], resources=[serving_record])
+        iam.PolicyStatement(actions=["s3:PutObject"], resources=[serving_record, serving_history])
+    )
+    acknowledge_policy(
+        functions["promote"].role,
+        finding("AwsSolutions-IAM5", serving_history, stack),
+        "Adds one record per promotion to models/serving-history/ (keys named by promotion "
+        "time); write-only, that prefix only.",
     )
     functions["load"].role.add_to_policy(
         iam.PolicyStatement(

@@ -1,6 +1,7 @@
 """The offline pipeline: a Step Functions state machine that trains (two SageMaker training jobs),
 gates, loads the batch output into DynamoDB and promotes the model; scheduled by EventBridge.
 
+    Rollback? -> [input {"rollback": record}: RollbackCandidate -> LoadBatchOutput -> ...]
     PrepareRun -> ListEvents -> ListItems -> [an empty prefix: NoEvents / NoItems (Fail)]
     -> MarkDeletions (deletions/ never empty: the jobs' optional "deletions" channel)
     -> PurgeDeletedUsers (the event log rewritten without users deleted since the last run)
@@ -295,7 +296,25 @@ class TrainingPipeline(Construct):
             )
         )
         inputs_present.check.otherwise(training)
-        definition = prepare.next(inputs_present.start)
+        # A rollback (``recsys deploy rollback``) starts the machine with {"rollback": <an earlier
+        # serving record>}: that record becomes the gate's candidate, and the promotion path runs
+        # for it as for a newly trained model (batch tables, rollout, serving record).
+        rollback_candidate = sfn.Pass(
+            self,
+            "RollbackCandidate",
+            comment="Serve an earlier model again: skip training and the gate.",
+            parameters={
+                "candidate.$": "$.rollback",
+                "promote": True,
+                "reason": "rollback to an earlier serving model",
+            },
+            result_path="$.gate",
+        )
+        definition = (
+            sfn.Choice(self, "Rollback?")
+            .when(sfn.Condition.is_present("$.rollback"), rollback_candidate.next(load))
+            .otherwise(prepare.next(inputs_present.start))
+        )
         log_group = retained_log_group(self, "Logs", cfg)
         runtime = Duration.minutes(2 * cfg.training.max_runtime_minutes + 120)
         self.state_machine = sfn.StateMachine(

@@ -53,7 +53,9 @@ def put(state: dict, path: str, value) -> None:
 def payload(params: dict, state: dict) -> dict:
     out = {}
     for key, value in params.items():
-        if key.endswith(".$"):
+        if key.endswith(".$") and value.startswith("States."):
+            out[key[:-2]] = f"<{value}>"  # an intrinsic function (States.UUID()): a placeholder
+        elif key.endswith(".$"):
             out[key[:-2]] = get(state, value)
         elif isinstance(value, dict):
             out[key] = payload(value, state)
@@ -64,11 +66,18 @@ def payload(params: dict, state: dict) -> dict:
 
 def choose(choice: dict, state: dict) -> str:
     for rule in choice["Choices"]:
-        value = get(state, rule["Variable"])
+        try:
+            value = get(state, rule["Variable"])
+        except KeyError:
+            if "IsPresent" in rule and rule["IsPresent"] is False:
+                return rule["Next"]
+            continue
+
         if (
             ("BooleanEquals" in rule and value is rule["BooleanEquals"])
             or ("StringEquals" in rule and value == rule["StringEquals"])
             or ("NumericEquals" in rule and value == rule["NumericEquals"])
+            or ("IsPresent" in rule and rule["IsPresent"] is True)
         ):
             return rule["Next"]
     return choice["Default"]
@@ -85,6 +94,8 @@ def run(
         if st["Type"] == "Choice":
             name = choose(st, state)
             continue
+        if st["Type"] == "Pass" and "Parameters" in st:
+            put(state, st.get("ResultPath", "$"), payload(st["Parameters"], state))
         if st["Type"] == "Task":
             result = handlers[name](payload(st["Parameters"], state), None)
             if "ResultSelector" in st:
@@ -161,7 +172,8 @@ def pipeline(synth, monkeypatch):
         cfn.create_stack(
             StackName=env[promote.ENV_SERVING_STACK], TemplateBody=json.dumps(SERVING_TEMPLATE)
         )
-        yield {"states": states, "s3": s3, "ddb": ddb, "cfn": cfn, "cfg": cfg, "fns": fns}
+        yield {"states": states, "s3": s3, "ddb": ddb, "cfn": cfn, "cfg": cfg, "fns": fns,
+               "start_at": definition(template)["StartAt"]}
 
 
 def task_handlers(pipeline) -> dict:
@@ -210,6 +222,35 @@ def test_first_run_promotes_then_a_worse_model_is_kept_out(pipeline):
     assert end == "KeptServingModel"
     assert state["gate"]["promote"] is False and "worse" in state["gate"]["reason"]
     assert artifacts.read_serving_record(pipeline["s3"], BUCKET)["modelDataUrl"] == first
+
+
+def test_a_rollback_input_serves_an_earlier_model_through_the_promotion_path(pipeline):
+    """``recsys deploy rollback`` starts the machine with {"rollback": <history record>}: no
+    training and no gate; the earlier run's batch output is loaded, the serving stack's parameter
+    set back, and the serving record (and its history) names the earlier model again."""
+    handlers = task_handlers(pipeline)
+    cfg = pipeline["cfg"]
+    first = train(pipeline, "job-1", 0.30)
+    start_at = pipeline["start_at"]
+    assert run(pipeline["states"], handlers, {"ranker": {"modelDataUrl": first}})[0] == "Promoted"
+    second = train(pipeline, "job-2", 0.40)
+    assert run(pipeline["states"], handlers, {"ranker": {"modelDataUrl": second}})[0] == "Promoted"
+    history = artifacts.read_serving_history(pipeline["s3"], BUCKET)
+    assert [r["modelDataUrl"] for r in history][-2:] == [first, second]
+
+    # a new run starts at the Rollback? choice and goes the training way without the input
+    assert pipeline["states"][start_at]["Type"] == "Choice"
+    assert choose(pipeline["states"][start_at], {}) == "PrepareRun"
+    from recsys_tools import rollback
+
+    target = rollback.candidate(rollback.choose(history, history[-1], None))
+    end, state = run(pipeline["states"], handlers, {"rollback": target}, start=start_at)
+    assert end == "Promoted", state
+    assert "retrieval" not in state and state["gate"]["candidate"]["modelDataUrl"] == first
+    stack = pipeline["cfn"].describe_stacks(StackName=f"{cfg.prefix}-serving")["Stacks"][0]
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["ModelDataUrl"] == first
+    assert artifacts.read_serving_record(pipeline["s3"], BUCKET)["modelDataUrl"] == first
+    assert len(artifacts.read_serving_history(pipeline["s3"], BUCKET)) == len(history) + 1
 
 
 def sdk_task(resource: str, bucket: str):

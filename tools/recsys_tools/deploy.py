@@ -1,4 +1,5 @@
-"""``recsys deploy preflight``: check an AWS account and region before ``cdk deploy``.
+"""``recsys deploy preflight``: check an AWS account and region before ``cdk deploy``
+(``recsys deploy rollback`` lives in :mod:`recsys_tools.rollback`).
 
 The checks live in :mod:`recsys_infra.preflight` (deploy-side, boto3 clients passed in); this
 module reads the environment from ``cdk.json``, builds the clients and prints one line per check.
@@ -18,7 +19,7 @@ EXIT_BAD_INPUT = 2
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``deploy`` (with ``preflight``) on an ``argparse`` subparsers object."""
+    """Register ``deploy`` (with ``preflight`` and ``rollback``) on an ``argparse`` subparsers object."""
     deploy = subparsers.add_parser("deploy", help="deployment helpers (AWS)",
                                    description="Helpers around cdk deploy.")
     commands = deploy.add_subparsers(dest="deploy_command", metavar="COMMAND")
@@ -41,6 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="a synthesised cloud assembly (cdk.out) to read the bootstrap version "
                           "requirement from (default: cdk.out if present, else a probe synth)")
     pre.set_defaults(func=run_preflight)
+    from recsys_tools.rollback import add_parser as add_rollback
+
+    add_rollback(commands)
     return deploy
 
 

@@ -3,7 +3,9 @@
 A SageMaker training job writes ``<output>/<job>/output/model.tar.gz`` (the model) and, next to
 it, ``output.tar.gz`` (what the script wrote to ``SM_OUTPUT_DATA_DIR``: ``manifest.json`` and
 ``batch/*.jsonl``). The promoted model is recorded in ``models/serving.json`` of the artifacts
-bucket, which the evaluation gate reads as "the serving model".
+bucket, which the evaluation gate reads as "the serving model", and each promotion adds a copy
+under ``models/serving-history/`` (keys never rewritten, so no lifecycle rule expires them): the
+models a rollback may return to (``recsys deploy rollback``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import IO, Any, Optional
 from recsys_lambdas import contracts
 
 SERVING_RECORD_KEY = contracts.MODELS_PREFIX + "serving.json"
+SERVING_HISTORY_PREFIX = contracts.MODELS_PREFIX + "serving-history/"
 MANIFEST_NAME = "manifest.json"
 BATCH_FILES = ("users", "items", "recommendations")  # batch/<name>.jsonl
 MAX_MANIFEST_BYTES = 10 * 1024 * 1024
@@ -179,11 +182,39 @@ def read_serving_record(s3: Any, bucket: str) -> Optional[dict[str, Any]]:
     return record
 
 
+def history_key(record: dict[str, Any]) -> str:
+    """The serving-history key of a record: its promotion time first, so keys sort by time."""
+    stamp = "".join(ch for ch in str(record.get("promotedAt", "")) if ch.isalnum())
+    version = "".join(ch if ch.isalnum() or ch in "-_." else "_"
+                      for ch in str(record.get("modelVersion") or "unversioned"))[:128]
+    return f"{SERVING_HISTORY_PREFIX}{stamp}-{version}.json"
+
+
 def write_serving_record(s3: Any, bucket: str, record: dict[str, Any]) -> None:
-    """Record the model that now serves (read by the next run's evaluation gate)."""
-    s3.put_object(
-        Bucket=bucket,
-        Key=SERVING_RECORD_KEY,
-        Body=json.dumps(record, indent=2, sort_keys=True).encode(),
-        ContentType="application/json",
-    )
+    """Record the model that now serves (read by the next run's evaluation gate), and add it to
+    the serving history."""
+    body = json.dumps(record, indent=2, sort_keys=True).encode()
+    s3.put_object(Bucket=bucket, Key=history_key(record), Body=body,
+                  ContentType="application/json")
+    s3.put_object(Bucket=bucket, Key=SERVING_RECORD_KEY, Body=body, ContentType="application/json")
+
+
+def read_serving_history(s3: Any, bucket: str) -> list[dict[str, Any]]:
+    """Every promotion's record, oldest first (each with its ``historyKey``).
+
+    Raises:
+        ArtifactError: A history object is not a JSON object.
+    """
+    out: list[dict[str, Any]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                             Prefix=SERVING_HISTORY_PREFIX):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            try:
+                record = json.loads(body)
+            except ValueError as exc:
+                raise ArtifactError(f"s3://{bucket}/{obj['Key']} is not JSON ({exc})") from None
+            if not isinstance(record, dict):
+                raise ArtifactError(f"s3://{bucket}/{obj['Key']} is not a JSON object")
+            out.append({**record, "historyKey": obj["Key"]})
+    return sorted(out, key=lambda r: r["historyKey"])
