@@ -13,7 +13,9 @@ users) and decides, per attribute:
 * **skipped**, with the reason in :attr:`AttributeEncoder.skipped` (and the training log): an
   attribute missing in more than ``max_missing`` (90 %) of the rows, with a single value, numeric
   but constant after clipping, or categorical whose kept values cover under half of the rows
-  that have one (an id or free text).
+  that have one (an id or free text); and past the budgets of ``max_attributes`` (50) attributes
+  and ``max_columns`` (128) columns per side, in name order (the encoded table lives in the
+  endpoint's memory: entities x columns x 4 bytes).
 
 Missing means absent, empty, or one of ``nan``, ``null``, ``none``, ``n/a`` (any case).
 
@@ -47,6 +49,7 @@ MIN_VALUE_ROWS = 2
 MAX_MISSING = 0.9
 MIN_COVERAGE = 0.5
 MAX_ATTRIBUTES = 50
+MAX_COLUMNS = 128  # per side: the encoded matrix is (entities x columns) float32 in the endpoint's memory
 MAX_USERS = 200_000
 SEPARATOR = "|"
 MISSING_TOKENS = frozenset({"", "nan", "null", "none", "n/a"})
@@ -202,7 +205,8 @@ class AttributeEncoder:
 
     @classmethod
     def fit(cls, rows: Sequence[Row], prefix: str, max_values: int = MAX_VALUES, max_missing: float = MAX_MISSING,
-            max_attributes: int = MAX_ATTRIBUTES, exclude: Sequence[str] = ()) -> AttributeEncoder:
+            max_attributes: int = MAX_ATTRIBUTES, exclude: Sequence[str] = (),
+            max_columns: int = MAX_COLUMNS) -> AttributeEncoder:
         """Decide each attribute's encoding from ``rows`` (one mapping per entity, missing keys = missing).
 
         Raises:
@@ -215,14 +219,19 @@ class AttributeEncoder:
         names = sorted({k for r in rows for k in r if isinstance(k, str) and k not in exclude})
         specs: List[AttributeSpec] = []
         skipped: Dict[str, str] = {}
+        width = 0
         for name in names:
             spec, why = _fit_one(name, [r.get(name) for r in rows], max_values, max_missing)
             if spec is None:
                 skipped[name] = why
             elif len(specs) >= max_attributes:
                 skipped[name] = f"more than {max_attributes} usable attributes (names sorted, the first kept)"
+            elif width + len(spec.columns()) > max_columns:
+                skipped[name] = (f"its {len(spec.columns())} columns would pass the budget of {max_columns} "
+                                 "columns per side (names sorted, the first kept)")
             else:
                 specs.append(spec)
+                width += len(spec.columns())
         return cls(prefix, specs, skipped)
 
     @property

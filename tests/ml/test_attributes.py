@@ -92,6 +92,13 @@ def test_unusable_attributes_are_skipped_with_the_reason():
     assert any("item.brand: skipped, a single value" in m for m in logged)
 
 
+def test_the_column_budget_skips_the_attributes_past_it():
+    rows = [{f"a{n}": f"v{m % 10}" for n in range(5)} for m in range(40)]  # 5 attributes x 10 columns
+    enc = AttributeEncoder.fit(rows, "item", max_columns=25)
+    assert [s.name for s in enc.specs] == ["a0", "a1"] and enc.width == 20
+    assert enc.skipped["a2"].startswith("its 10 columns would pass the budget of 25 columns")
+
+
 def test_the_encoder_and_the_metadata_round_trip_through_plain_json():
     items = {"i0": {"lang": "en", "price": "3"}, "i1": {"lang": "fr", "price": "30"}, "i2": {"lang": "en"},
              "i3": {"lang": "fr", "price": "8"}}
