@@ -1,4 +1,5 @@
-"""The ML commands of ``recsys``: ``data synth``, ``data import``, ``train``, ``evaluate``.
+"""The ML commands of ``recsys``: ``data synth``, ``data import``, ``train``, ``evaluate``,
+``batch-inference``.
 
 ``python -m recsys`` runs these alone. The ``recsys`` console script is ``recsys_tools.cli``, which
 adds the ``local`` and ``deploy`` groups; this package imports nothing AWS-facing or dev-only.
@@ -104,6 +105,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch_inference(args: argparse.Namespace) -> int:
+    """Personalize-style batch inference on local files: ``<input file>.out`` per input file."""
+    from . import batch_inference as bi
+    from .model import Recommender
+
+    num_results = bi.check_num_results(args.num_results)
+    source = Path(args.input)
+    if source.is_dir():
+        inputs = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+    elif source.is_file():
+        inputs = [source]
+    else:
+        raise FileNotFoundError(f"no such input file or directory: {source}")
+    if not inputs:
+        raise FileNotFoundError(f"{source}: no input files")
+    model = Recommender.load(args.model_dir)
+    histories = bi.load_histories(args.histories or Path(args.model_dir) / bi.HISTORIES_FILE)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    lines = errors = 0
+    written = []
+    for path in inputs:
+        target = Path(args.output) / f"{path.name}.out"
+        with open(path, encoding="utf-8") as f, open(target, "w", encoding="utf-8") as out:
+            for line in bi.transform_lines(model, f, args.job, num_results, histories):
+                out.write(line + "\n")
+                lines += 1
+                errors += '"error":null}' not in line[-14:]
+        written.append(str(target))
+    _log(f"[batch-inference] {lines:,} line(s), {errors:,} with an error, model {model.model_version}")
+    print(json.dumps({"lines": lines, "errors": errors, "output": written[0] if len(written) == 1 else written}))
+    return 0
+
+
 def _hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
     """``-H/--hyperparameter NAME=VALUE`` (repeatable), as in ``recsys local up``; ``--set`` is
     its deprecated, hidden old spelling."""
@@ -161,6 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", type=Path, help="write the JSON report here")
     _hyperparameter_flags(ev)
     ev.set_defaults(func=cmd_evaluate)
+
+    bi = sub.add_parser(
+        "batch-inference", help="Personalize-style batch recommendations for a file of users or items",
+        description="Read Amazon Personalize batch input lines ({\"userId\"}, {\"itemId\"} or "
+                    "{\"userId\", \"itemList\"}) and write <input file>.out with one Personalize output "
+                    "line per input line; a bad line gets an error field and the rest go on.")
+    bi.add_argument("--model-dir", required=True, type=Path, help="a model directory (recsys train)")
+    bi.add_argument("--input", required=True, type=Path, help="a JSON Lines file, or a folder of them")
+    bi.add_argument("--output", required=True, type=Path, help="folder for <input file>.out")
+    bi.add_argument("--job", choices=("users", "items", "ranking"), default="users",
+                    help="users: USER_PERSONALIZATION, items: RELATED_ITEMS, ranking: PERSONALIZED_RANKING")
+    bi.add_argument("--num-results", default="25", metavar="N", help="items per line, 1-500 (default 25)")
+    bi.add_argument("--histories", type=Path,
+                    help="users' histories (userId, recentItems) JSON Lines, e.g. a run's batch/users.jsonl; "
+                         "default: the model's histories.jsonl")
+    bi.set_defaults(func=cmd_batch_inference)
 
     return parser
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from . import data as data_mod
+from .batch_inference import write_histories
 from .model import Recommender
 from .schemas import parse_column_map
 from .train import (
@@ -193,6 +194,8 @@ def ranker_job(hyperparameters: Dict[str, str], code_dir: Optional[Path] = None)
         _log(f"[data] {len(events):,} events, {seqs.n_users:,} users")
         final = fit_ranker(rec, seqs, rec.retrieval.params, kparams, _log)
     final.save(model_dir)
+    if model_dir is not None:  # the users' histories, for batch inference (Batch Transform)
+        write_histories(seqs.user_ids, seqs.item_ids, seqs.items, model_dir)
     if users is not None and model_dir is not None:
         data_mod.write_users(users, model_dir / data_mod.USERS_MODEL_FILE)
         _log(f"[job] users table ({len(users):,} users) carried into {model_dir / data_mod.USERS_MODEL_FILE}")

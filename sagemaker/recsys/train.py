@@ -29,6 +29,7 @@ from .batch_contract import (
     SEARCH_ROW_PREFIX,
     search_tokens,
 )
+from .batch_inference import write_histories
 from .candidates import CandidateBuilder, fusion_scores
 from .catalogue import Catalogue
 from .data import Items, Sequences
@@ -401,6 +402,7 @@ def train(events_path, items_path, model_dir, output_data_dir=None,
     rec = fit(seqs, items, hyperparameters, summary, log,
               users=dict(zip(users.user_ids, users.attributes)) if users is not None else None)
     rec.save(model_dir)
+    write_histories(seqs.user_ids, seqs.item_ids, seqs.items, model_dir)  # for batch inference
     if users is not None:
         data_mod.write_users(users, Path(model_dir) / data_mod.USERS_MODEL_FILE)
     if output_data_dir is not None:

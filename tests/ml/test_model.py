@@ -128,7 +128,7 @@ def test_handle_answers_the_protocol_and_reports_client_errors(recommender):
 
 def test_artifact_round_trip_has_no_pickles(recommender, trained_model_dir, tmp_path):
     files = [p for p in trained_model_dir.rglob("*") if p.is_file()]
-    assert {p.suffix for p in files} <= {".json", ".npy", ".npz", ".bin"}
+    assert {p.suffix for p in files} <= {".json", ".jsonl", ".npy", ".npz", ".bin"}  # .jsonl: histories
     for p in files:
         if p.suffix in (".npy",):
             np.load(p, allow_pickle=False)
