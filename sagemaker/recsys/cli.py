@@ -37,7 +37,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import write_dataset
 
     events, items = write_dataset(args.out, n_users=args.users, n_items=args.items, n_events=args.events,
-                                  seed=args.seed)
+                                  seed=args.seed, with_funnel=args.funnel)
     print(json.dumps({"events": str(events), "items": str(items)}))
     return 0
 
@@ -69,11 +69,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import evaluate, train
     from .data import Sequences
+    from .event_types import parse_event_types
     from .model import Recommender
 
     hps = _hyperparameters(args.set)
-    train.split_hyperparameters(hps)  # fail fast on a typo
-    events, items, seqs, summary = train.load_data(args.events, args.items, log=_log)
+    rparams, kparams = train.split_hyperparameters(hps)  # fail fast on a typo
+    # the evaluation's targets: --target-event-types, else the ranker's target_event_types, else any event
+    target_types = parse_event_types(args.target_event_types, "--target-event-types") \
+        if args.target_event_types is not None else parse_event_types(kparams.target_event_types)
+    events, items, seqs, summary = train.load_data(args.events, args.items, log=_log,
+                                                   event_value_threshold=rparams.event_value_threshold)
     first_seen = evaluate.first_seen_positions(events.item_ids, seqs.item_ids)
     users = train.load_users(args.users, log=_log) if args.users else None  # user metadata features
     user_attributes = dict(zip(users.user_ids, users.attributes)) if users is not None else None
@@ -88,12 +93,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seqs, first_seen, fit=fit, log=_log,
         extra={"events_file": str(args.events), "items_file": str(args.items) if args.items else None,
                "users_file": str(args.users) if args.users else None, "hyperparameters": hps},
+        target_types=target_types,
     )
     print(evaluate.format_table(report))
     if items is not None and fitted and fitted[-1].text_index is not None:
         from . import search_eval
 
-        part, targets, _ = evaluate.leave_last_out(seqs)
+        part, targets, _ = evaluate.leave_last_out(seqs, target_types)
         report["search"] = search_eval.evaluate_search(
             fitted[-1], part.items, targets, texts=search_eval.item_texts(fitted[-1], items), log=_log)
         print(search_eval.format_table(report["search"]))
@@ -162,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="events (default 60000)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--out", required=True, type=Path)
+    synth.add_argument("--funnel", action="store_true",
+                       help="views, carts and purchases with a known funnel (recsys.synth.funnel)")
     synth.set_defaults(func=cmd_synth)
 
     imp = data.add_parser(
@@ -194,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--users", type=Path, help="users CSV/JSON Lines file or directory (user metadata features)")
     ev.add_argument("--output", type=Path, help="write the JSON report here")
     _hyperparameter_flags(ev)
+    ev.add_argument("--target-event-types", metavar="TYPES",
+                    help="the targets are each user's last event of these types (comma-separated), "
+                         "predicted from the events before it; default: the target_event_types "
+                         "hyperparameter, else any event (leave-last-out)")
     ev.set_defaults(func=cmd_evaluate)
 
     bi = sub.add_parser(

@@ -5,6 +5,12 @@ everything before it is training data and the user's history; users with fewer t
 ``MIN_EVENTS`` events are dropped entirely (their events are not training data either); K items not in the history are recommended; HR@K and NDCG@K
 (1 / log2(rank + 2) for a 0-based rank) are averaged over users, for K = 10 and 20.
 
+With target event types (``recsys evaluate --target-event-types purchase``), each user's target
+is their last event of one of those types instead, predicted from the events before it without
+the user's own earlier events on the target item (a viewed-then-bought item is "already seen" and
+could never be recommended otherwise); users without such an event, or with fewer than
+``MIN_EVENTS - 1`` events left before it, are dropped entirely.
+
 Popularity's tie rule: items are ordered by their number of training events (weights ignored),
 ties by the position of their first appearance in the events file.
 """
@@ -45,17 +51,55 @@ def rank_in(ordered: Sequence[int], target: int, limit: int = max(KS)) -> int:
     return -1
 
 
-def leave_last_out(seqs: Sequences) -> Tuple[Sequences, np.ndarray, np.ndarray]:
-    """Split: (training sequences of kept users, their targets, target times)."""
+def leave_last_out(seqs: Sequences, target_types: Sequence[str] = ()) -> Tuple[Sequences, np.ndarray, np.ndarray]:
+    """Split: (training sequences of kept users, their targets, target times).
+
+    With ``target_types``, each user's target is their last event of those types, and their
+    training sequence the events before it without those on the target item (module docstring).
+
+    Raises:
+        ValueError: ``target_types`` given but the sequences carry no event types.
+    """
+    if target_types:
+        return _last_of_types(seqs, tuple(target_types))
     keep = [u for u, s in enumerate(seqs.items) if len(s) >= MIN_EVENTS]
     train = Sequences(
         item_ids=seqs.item_ids,
         user_ids=[seqs.user_ids[u] for u in keep],
         items=[seqs.items[u][:-1] for u in keep],
         times=[seqs.times[u][:-1] for u in keep],
+        types=None if seqs.types is None else [seqs.types[u][:-1] for u in keep],
     )
     targets = np.array([int(seqs.items[u][-1]) for u in keep], dtype=np.int64)
     target_times = np.array([float(seqs.times[u][-1]) for u in keep])
+    return train, targets, target_times
+
+
+def _last_of_types(seqs: Sequences, target_types: Tuple[str, ...]) -> Tuple[Sequences, np.ndarray, np.ndarray]:
+    if seqs.types is None:
+        raise ValueError("target event types need the events' event_type; these sequences have none")
+    users: List[int] = []
+    positions: List[int] = []  # of each kept user's target
+    prefixes: List[np.ndarray] = []
+    for u, (s, ty) in enumerate(zip(seqs.items, seqs.types)):
+        hits = np.flatnonzero(np.isin(ty, target_types))
+        if len(hits) == 0:
+            continue
+        p = int(hits[-1])
+        before = np.flatnonzero(s[:p] != s[p])  # the events before it, not on the target item
+        if len(before) >= MIN_EVENTS - 1:
+            users.append(u)
+            positions.append(p)
+            prefixes.append(before)
+    train = Sequences(
+        item_ids=seqs.item_ids,
+        user_ids=[seqs.user_ids[u] for u in users],
+        items=[seqs.items[u][i] for u, i in zip(users, prefixes)],
+        times=[seqs.times[u][i] for u, i in zip(users, prefixes)],
+        types=[seqs.types[u][i] for u, i in zip(users, prefixes)],
+    )
+    targets = np.array([int(seqs.items[u][p]) for u, p in zip(users, positions)], dtype=np.int64)
+    target_times = np.array([float(seqs.times[u][p]) for u, p in zip(users, positions)])
     return train, targets, target_times
 
 
@@ -149,12 +193,18 @@ def first_seen_positions(events_item_ids: np.ndarray, catalogue_ids: Sequence[st
 
 
 def run(seqs: Sequences, first_seen: np.ndarray, fit: Callable[[Sequences], object],
-        log: Callable[[str], None] = print, extra: Optional[Dict] = None) -> Dict:
-    """Split, fit everything on the training part with ``fit``, measure on the held-out targets."""
-    train, targets, _ = leave_last_out(seqs)
+        log: Callable[[str], None] = print, extra: Optional[Dict] = None,
+        target_types: Sequence[str] = ()) -> Dict:
+    """Split, fit everything on the training part with ``fit``, measure on the held-out targets
+    (each user's last event, or with ``target_types`` their last event of those types)."""
+    train, targets, _ = leave_last_out(seqs, target_types)
     if len(targets) == 0:
+        if target_types:
+            raise ValueError(f"no user has an event of type(s) {list(target_types)} with {MIN_EVENTS - 1} or more "
+                             "events before it: nothing to evaluate")
         raise ValueError(f"no user has {MIN_EVENTS} or more events: nothing to evaluate")
-    log(f"[evaluate] leave-last-out: {len(targets):,} users with >= {MIN_EVENTS} events, "
+    what = f"last event of type(s) {list(target_types)}" if target_types else "leave-last-out"
+    log(f"[evaluate] {what}: {len(targets):,} users with >= {MIN_EVENTS} events, "
         f"{train.n_events:,} training events, {seqs.n_items:,} items")
     pop = popularity_ranks(train.items, targets, seqs.n_items, first_seen)
     started = time.time()
@@ -163,7 +213,7 @@ def run(seqs: Sequences, first_seen: np.ndarray, fit: Callable[[Sequences], obje
     result = evaluate_model(rec, train.items, targets, log=log, users=train.user_ids)
     repeats = float(np.mean([t in set(h.tolist()) for h, t in zip(train.items, targets.tolist())]))
     report = {
-        "protocol": "leave-last-out",
+        "protocol": "leave-last-out" if not target_types else f"last event of type(s) {','.join(target_types)}",
         "users": len(targets),
         "items": int(seqs.n_items),
         "training_events": int(train.n_events),

@@ -7,18 +7,19 @@ sequence form a pair for every offset ``d`` up to the window.
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 
-def flatten(sequences: Sequence[np.ndarray], max_len: int = 0):
-    """Concatenate sequences (keeping only the last ``max_len`` items of each if > 0)."""
+def flatten(sequences: Sequence[np.ndarray], max_len: int = 0, dtype=np.int32):
+    """Concatenate sequences (keeping only the last ``max_len`` items of each if > 0), as ``dtype``
+    (float32 for per-event weights)."""
     if max_len > 0:
         sequences = [s[-max_len:] for s in sequences]
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-    flat = np.concatenate(sequences).astype(np.int32) if len(sequences) else np.zeros(0, np.int32)
+    flat = np.concatenate(sequences).astype(dtype) if len(sequences) else np.zeros(0, dtype)
     owner = np.repeat(np.arange(len(sequences), dtype=np.int32), lengths)
     return flat, owner
 
@@ -26,13 +27,18 @@ def flatten(sequences: Sequence[np.ndarray], max_len: int = 0):
 def cooccurrence(
     sequences: Sequence[np.ndarray], n_items: int, window: int, forward: float = 1.0,
     backward: float = 1.0, decay: float = 1.0, max_len: int = 0,
+    weights: Optional[Sequence[np.ndarray]] = None,
 ) -> sp.csr_matrix:
     """Weighted co-occurrence counts ``C[a, b]`` of ``b`` appearing within ``window`` positions of ``a``.
 
     A pair at distance ``d`` adds ``forward / d**decay`` to ``C[earlier, later]`` and
-    ``backward / d**decay`` to ``C[later, earlier]``. The diagonal (an item with itself) is dropped.
+    ``backward / d**decay`` to ``C[later, earlier]``. With ``weights`` (per sequence, the weight
+    of each event: ``recsys.event_types``) each addition to ``C[a, b]`` is multiplied by the
+    weight of the event on ``b``: ``C[a, b]`` counts the occurrences of ``b`` near ``a``, each
+    with its event's weight. The diagonal (an item with itself) is dropped.
     """
     flat, owner = flatten(sequences, max_len)
+    event_w = flatten(weights, max_len, np.float32)[0] if weights is not None else None
     rows: List[np.ndarray] = []
     cols: List[np.ndarray] = []
     vals: List[np.ndarray] = []
@@ -44,11 +50,16 @@ def cooccurrence(
         keep = a != b
         a, b = a[keep], b[keep]
         w = np.float32(1.0 / d ** decay)
-        for weight, src, dst in ((forward, a, b), (backward, b, a)):
+        wa = None if event_w is None else event_w[:-d][same][keep]
+        wb = None if event_w is None else event_w[d:][same][keep]
+        for weight, src, dst, w_dst in ((forward, a, b, wb), (backward, b, a, wa)):
             if weight:
                 rows.append(src)
                 cols.append(dst)
-                vals.append(np.full(len(src), weight * w, np.float32))
+                if w_dst is None:
+                    vals.append(np.full(len(src), weight * w, np.float32))
+                else:  # the occurrence of dst counts with its event's weight
+                    vals.append((w_dst * np.float32(weight * w)).astype(np.float32))
     if not rows:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     matrix = sp.coo_matrix(

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
 
-from . import graphs, hnsw_format
+from . import event_types, graphs, hnsw_format
 from .parallel import worker_count
 
 SOURCES = ("ann", "recent", "covisit", "knn", "ease", "popular", "trending")
@@ -69,16 +69,44 @@ class RetrievalParams:
     n_popular: int = 100
     n_trending: int = 50
     seed: int = 0
+    # recsys.event_types: per-type weights of the counts and the query ("" = every event weighs 1)
+    # and the event_value below which events are dropped before training (None = none dropped)
+    event_weights: str = ""
+    event_value_threshold: Optional[float] = None
 
     @classmethod
     def from_dict(cls, values: Optional[Dict[str, object]]) -> RetrievalParams:
         return params_from_dict(cls, values)
 
 
+# hyperparameters whose values are not a plain int/float/str: their parsers (which name them)
+SPECIAL_CASTS = {
+    "event_weights": event_types.canonical_event_weights,
+    "event_value_threshold": event_types.parse_threshold,
+    "target_event_types": event_types.canonical_event_types,
+}
+
+
 def params_from_dict(cls, values):
-    """A frozen params dataclass from (string) values: known keys only, cast to each default's type."""
+    """A frozen params dataclass from (string) values: known keys only, cast to each default's type.
+
+    Raises:
+        ValueError: naming the hyperparameter whose value does not cast.
+    """
     known = {f.name for f in fields(cls)}
-    return cls(**{k: type(getattr(cls, k))(v) for k, v in (values or {}).items() if k in known})
+    out = {}
+    for k, v in (values or {}).items():
+        if k not in known:
+            continue
+        special = SPECIAL_CASTS.get(k)
+        if special is not None:
+            out[k] = special(v)
+            continue
+        try:
+            out[k] = type(getattr(cls, k))(v)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{k}: {exc}") from None
+    return cls(**out)
 
 
 def recency_weights(length: int, decay: float, history_len: int) -> np.ndarray:
@@ -123,23 +151,30 @@ class RetrievalModel:
 
     @classmethod
     def fit(cls, sequences: Sequence[np.ndarray], times: Sequence[np.ndarray], n_items: int,
-            params: RetrievalParams = RetrievalParams(), log=print) -> RetrievalModel:
-        """Fit embeddings, index, graphs and popularity from time-ordered item sequences."""
+            params: RetrievalParams = RetrievalParams(), log=print,
+            weights: Optional[Sequence[np.ndarray]] = None) -> RetrievalModel:
+        """Fit embeddings, index, graphs and popularity from time-ordered item sequences.
+
+        ``weights`` (per sequence, each event's weight: :func:`recsys.event_types.sequence_weights`)
+        multiply each event's contribution to every count; None = every event counts 1.
+        """
         p = params
         flat, _ = graphs.flatten(sequences)
-        freq = np.bincount(flat, minlength=n_items).astype(np.float32)
+        flat_w = graphs.flatten(weights, dtype=np.float32)[0] if weights is not None else None
+        freq = np.bincount(flat, weights=flat_w, minlength=n_items).astype(np.float32)
         # popularity and trend relative to the end of the data
         all_times = np.concatenate(times) if len(times) else np.zeros(0)
         end = float(all_times.max()) if len(all_times) else 0.0
         start = float(all_times.min()) if len(all_times) else 0.0
         span_days = max((end - start) / DAY, p.trend_days)
         recent_mask = all_times >= end - p.trend_days * DAY
-        recent = np.bincount(flat[recent_mask], minlength=n_items).astype(np.float64)
+        recent = np.bincount(flat[recent_mask], weights=None if flat_w is None else flat_w[recent_mask],
+                             minlength=n_items).astype(np.float64)
         expected = freq * (p.trend_days / span_days)
         trend = (np.log1p(recent) - np.log1p(expected)).astype(np.float32) + np.log1p(recent).astype(np.float32) * 0.5
 
         log(f"[retrieval] co-occurrence (window {p.window}) over {len(flat):,} events, {n_items:,} items")
-        counts = graphs.cooccurrence(sequences, n_items, p.window, decay=1.0)
+        counts = graphs.cooccurrence(sequences, n_items, p.window, decay=1.0, weights=weights)
         embeddings = _svd_embeddings(counts, p, n_items)
         log(f"[retrieval] embeddings {embeddings.shape} from shifted PPMI + truncated SVD")
         index, recall = _build_index(embeddings, p)
@@ -147,11 +182,11 @@ class RetrievalModel:
             f"recall@10 vs exact {recall:.4f}")
         neighbours, neighbour_sims = _item_neighbours(index, embeddings, p.neighbours)
         cov = graphs.cooccurrence(sequences, n_items, p.covisit_window, forward=1.0,
-                                  backward=p.covisit_backward, decay=1.0)
+                                  backward=p.covisit_backward, decay=1.0, weights=weights)
         covisit = graphs.normalise_and_prune(cov, freq, p.graph_top_n, alpha=0.5)
-        co = graphs.cooccurrence(sequences, n_items, p.knn_window, decay=0.0, max_len=200)
+        co = graphs.cooccurrence(sequences, n_items, p.knn_window, decay=0.0, max_len=200, weights=weights)
         knn = graphs.normalise_and_prune(co, freq, p.graph_top_n, alpha=0.5)
-        ease = _ease(sequences, n_items, p)
+        ease = _ease(sequences, n_items, p, weights)
         log(f"[retrieval] graphs: covisit {covisit.nnz:,} edges, item-kNN {knn.nnz:,} edges, EASE {ease.nnz:,} weights")
         refs = {
             "ease": float(np.median(ease.data)) if ease.nnz else 1.0,
@@ -235,13 +270,25 @@ class RetrievalModel:
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
 
 
-def _ease(sequences: Sequence[np.ndarray], n_items: int, p: RetrievalParams) -> sp.csr_matrix:
-    """EASE's closed form ``B = I - P / diag(P)``, ``P = (X^T X + lambda I)^-1``, pruned per row."""
+def _ease(sequences: Sequence[np.ndarray], n_items: int, p: RetrievalParams,
+          weights: Optional[Sequence[np.ndarray]] = None) -> sp.csr_matrix:
+    """EASE's closed form ``B = I - P / diag(P)``, ``P = (X^T X + lambda I)^-1``, pruned per row.
+
+    ``X[u, i]`` is 1 when user ``u`` has an event on item ``i`` (repeats count once); with
+    ``weights``, the largest weight of those events.
+    """
     if n_items > p.ease_max_items or n_items < 2:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     flat, owner = graphs.flatten(sequences)
-    x = sp.csr_matrix((np.ones(len(flat), np.float32), (owner, flat)), shape=(len(sequences), n_items))
-    x.data[:] = 1.0  # binary: repeats count once
+    if weights is None:
+        x = sp.csr_matrix((np.ones(len(flat), np.float32), (owner, flat)), shape=(len(sequences), n_items))
+        x.data[:] = 1.0  # binary: repeats count once
+    else:
+        flat_w = graphs.flatten(weights, dtype=np.float32)[0]
+        cell, first = np.unique(owner.astype(np.int64) * n_items + flat, return_inverse=True)
+        best = np.zeros(len(cell), np.float32)
+        np.maximum.at(best, first.ravel(), flat_w)
+        x = sp.csr_matrix((best, (cell // n_items, cell % n_items)), shape=(len(sequences), n_items))
     gram = (x.T @ x).toarray().astype(np.float64)
     gram[np.diag_indices(n_items)] += p.ease_lambda
     inv = np.linalg.inv(gram)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -200,11 +200,56 @@ def _generate(n_users: int, n_items: int, n_events: int, seed: int, days: float,
     return events, items, item_lang, user_lang
 
 
+FUNNEL_TYPES = ("view", "cart", "purchase")
+
+
+def funnel(events: List[Tuple[str, str, int, str, str]], items: List[Tuple[str, str, str]], seed: int = 0,
+           cart_rate: float = 0.8, purchase_rate: float = 0.6) -> List[Tuple[str, str, int, str, str]]:
+    """The generator's events as a purchase funnel with a known structure (deterministic: a
+    generator of its own, seeded by ``seed``).
+
+    Every event becomes a ``view``. A view of item ``i`` by user ``u`` is followed 10-120 s later
+    by a ``cart`` of ``i`` with probability ``cart_rate * appeal_i * affinity(u, category_i) ** 2``,
+    and a cart 30-600 s later by a ``purchase`` with probability ``purchase_rate``. ``appeal_i``
+    (Beta(1, 2), mean 1/3) is drawn for each item independently of its popularity;
+    ``affinity(u, c)`` is the share of ``u``'s views in category ``c`` over their largest share.
+    So every purchase is preceded by a cart and a view of the item, and purchases follow the
+    user's main categories and the items' appeal far more than views do.
+    """
+    rng = np.random.default_rng([seed, 23])
+    index = {item: n for n, (item, _, _) in enumerate(items)}
+    cats = sorted({c for _, _, c in items})
+    cat_of = np.array([cats.index(c) for _, _, c in items], np.int64)
+    appeal = rng.beta(1.0, 2.0, size=len(items))
+    views: Dict[str, np.ndarray] = {}
+    for user, item, _, _, _ in events:
+        counts = views.setdefault(user, np.zeros(len(cats)))
+        counts[cat_of[index[item]]] += 1
+    out: List[Tuple[int, str, int, Tuple[str, str, int, str, str]]] = []
+    for n, (user, item, ts, _, session) in enumerate(events):
+        out.append((ts, user, 3 * n, (user, item, ts, "view", session)))
+        i = index[item]
+        counts = views[user]
+        affinity = counts[cat_of[i]] / counts.max()
+        draw_cart, draw_buy = rng.random(2)
+        cart_gap, buy_gap = int(rng.integers(10, 121)), int(rng.integers(30, 601))
+        if draw_cart < cart_rate * appeal[i] * affinity ** 2:
+            out.append((ts + cart_gap, user, 3 * n + 1, (user, item, ts + cart_gap, "cart", session)))
+            if draw_buy < purchase_rate:
+                when = ts + cart_gap + buy_gap
+                out.append((when, user, 3 * n + 2, (user, item, when, "purchase", session)))
+    out.sort(key=lambda e: (e[0], e[1], e[2]))
+    return [e[3] for e in out]
+
+
 def write_dataset(
     out_dir, n_users: int = 2000, n_items: int = 1000, n_events: int = 60_000, seed: int = 0,
-    language_bias: float = 0.0,
+    language_bias: float = 0.0, with_funnel: bool = False,
 ) -> Tuple[Path, Path]:
     """Write ``events.csv`` and ``items.csv`` under ``out_dir``; returns their paths.
+
+    With ``with_funnel`` the events are :func:`funnel`'s views, carts and purchases (``n_events``
+    views, then the carts and purchases they lead to).
 
     With ``language_bias`` > 0 (see :func:`generate`) ``items.csv`` also has ``language`` and
     ``price`` (noise) columns, and ``users.csv`` (``user_id,language,age``; age is noise) is
@@ -215,6 +260,8 @@ def write_dataset(
     if n_users < 1 or n_items < 2 or n_events < n_users:
         raise ValueError("need n_users >= 1, n_items >= 2 and n_events >= n_users")
     events, items, item_lang, user_lang = _generate(n_users, n_items, n_events, seed, 120.0, language_bias)
+    if with_funnel:
+        events = funnel(events, items, seed)
     events_path, items_path = out / "events.csv", out / "items.csv"
     with open(events_path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import data as data_mod
+from . import event_types
 from .batch_contract import (
     MAX_RECENT_ITEMS,
     METRIC_FORMAT,
@@ -59,6 +60,7 @@ class RankerParams:
     max_per_category: int = 0  # 0 = no cap (stage 4)
     batch_k: int = BATCH_K
     seed: int = 0
+    target_event_types: str = ""  # recsys.event_types: the ranker's targets ("" = any event)
     column_map: str = ""  # recsys.schemas.parse_column_map: "user=customer_id,item=sku" ("" = none)
 
     @classmethod
@@ -87,11 +89,13 @@ def emit_metric(name: str, value: float, log: Log = print) -> None:
 
 
 def load_data(events_path, items_path=None, max_bad_fraction: float = data_mod.DEFAULT_MAX_BAD_FRACTION,
-              log: Log = print, deletions_path=None, column_map: str = "",
+              log: Log = print, deletions_path=None, event_value_threshold: Optional[float] = None,
+              column_map: str = "",
               ) -> Tuple[data_mod.Events, Optional[Items], Sequences, Dict[str, Any]]:
     mapping = parse_column_map(column_map)  # the column_map hyperparameter (ValueError on a bad one)
     deletions = data_mod.load_deletions(deletions_path)
     events = data_mod.load_events(events_path, max_bad_fraction, deletions, column_map=mapping)
+    events = apply_event_value_threshold(events, event_value_threshold, log)
     items = data_mod.load_items(items_path, max_bad_fraction, column_map=mapping) if items_path else None
     seqs = data_mod.encode(events, items.item_ids if items else None)
     summary = {
@@ -125,6 +129,22 @@ def load_users(users_path, max_bad_fraction: float = data_mod.DEFAULT_MAX_BAD_FR
     return users
 
 
+def apply_event_value_threshold(events: data_mod.Events, threshold: Optional[float], log: Log) -> data_mod.Events:
+    """The events without those below ``event_value_threshold`` (logged with the count)."""
+    kept = event_types.drop_below_threshold(events, threshold)
+    if kept is not events:
+        log(f"[data] event_value_threshold {threshold:g}: dropped {len(events) - len(kept):,} event(s) "
+            "with a lower event_value")
+    return kept
+
+
+def _fit_stage1(seqs: Sequences, params: RetrievalParams, log: Log) -> RetrievalModel:
+    """Stage 1 on ``seqs``, each event weighted by its type (``params.event_weights``)."""
+    weights = event_types.sequence_weights(seqs.types, params.event_weights)
+    extra = {} if weights is None else {"weights": weights}  # None: the unweighted path
+    return RetrievalModel.fit(seqs.items, seqs.times, seqs.n_items, params, log=log, **extra)
+
+
 def make_catalogue(seqs: Sequences, items: Optional[Items]) -> Catalogue:
     titles, cats = {}, {}
     if items is not None:
@@ -149,7 +169,7 @@ def fit_retrieval(seqs: Sequences, items: Optional[Items], params: RetrievalPara
     encoders when items or ``users`` (user id -> attributes) have attributes) as a servable model."""
     started = time.time()
     catalogue = make_catalogue(seqs, items)
-    retrieval = RetrievalModel.fit(seqs.items, seqs.times, seqs.n_items, params, log=log)
+    retrieval = _fit_stage1(seqs, params, log)
     text_index = None
     if items is not None:
         from .text import TextIndex
@@ -204,7 +224,32 @@ def _hold_out(seqs: Sequences, n_targets: int) -> Tuple[Sequences, Dict[int, int
             held[u] = h
         items.append(s[: len(s) - h])
         times.append(t[: len(t) - h])
-    return Sequences(seqs.item_ids, seqs.user_ids, items, times), held
+    types = None if seqs.types is None else [ty[: len(ty) - (len(s) - len(kept))]
+                                             for ty, s, kept in zip(seqs.types, seqs.items, items)]
+    return Sequences(seqs.item_ids, seqs.user_ids, items, times, types), held
+
+
+def _hold_out_targets(seqs: Sequences, n_targets: int, targets: Sequence[str]
+                      ) -> Tuple[Sequences, Dict[int, List[int]]]:
+    """``target_event_types`` set: per user, the positions of their last ``n_targets`` events of
+    those types that have 2 or more events before them not on the target item. The inner
+    sequences keep the events before the first of them, without the events on any held-out
+    item; a user without such an event keeps every event (they label nothing)."""
+    if seqs.types is None:
+        raise ValueError("target_event_types needs the events' event_type; these sequences have none")
+    held: Dict[int, List[int]] = {}
+    keeps: List[np.ndarray] = []
+    for u, (s, ty) in enumerate(zip(seqs.items, seqs.types)):
+        hits = [p for p in np.flatnonzero(np.isin(ty, list(targets))).tolist() if int((s[:p] != s[p]).sum()) >= 2]
+        chosen = hits[-n_targets:] if n_targets > 0 else []
+        if chosen:
+            held[u] = chosen
+            keeps.append(np.flatnonzero(~np.isin(s[: chosen[0]], s[chosen])))
+        else:
+            keeps.append(np.arange(len(s)))
+    inner = Sequences(seqs.item_ids, seqs.user_ids, [s[k] for s, k in zip(seqs.items, keeps)],
+                      [t[k] for t, k in zip(seqs.times, keeps)], [ty[k] for ty, k in zip(seqs.types, keeps)])
+    return inner, held
 
 
 def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kparams: RankerParams,
@@ -212,25 +257,44 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
     """Job 2: train the logistic-regression ranker and measure the two-stage model offline."""
     started = time.time()
     rng = np.random.default_rng(kparams.seed)
-    inner, held = _hold_out(seqs, kparams.ranker_targets)
-    labelled = sorted(held)
+    targets = event_types.parse_event_types(kparams.target_event_types)
+    positions: Dict[int, List[int]]  # per labelled user, the positions of their targets
+    if targets:
+        inner, positions = _hold_out_targets(seqs, kparams.ranker_targets, targets)
+        if len(positions) < 10:
+            raise ValueError(f"only {len(positions)} users have an event of type(s) {list(targets)} "
+                             "(target_event_types) after 2 or more other events; the ranker needs at least 10")
+    else:
+        inner, held = _hold_out(seqs, kparams.ranker_targets)
+        positions = {u: list(range(len(seqs.items[u]) - h, len(seqs.items[u]))) for u, h in held.items()}
+    labelled = sorted(positions)
     if len(labelled) < 10:
         raise ValueError(f"only {len(labelled)} users have 3 or more events; the ranker needs at least 10")
-    log(f"[ranker] refitting stage 1 without each user's last {kparams.ranker_targets} event(s) "
-        f"({inner.n_events:,} events)")
-    inner_retrieval = RetrievalModel.fit(inner.items, inner.times, inner.n_items, rparams, log=lambda m: None)
+    log(f"[ranker] refitting stage 1 without each user's last {kparams.ranker_targets} "
+        f"{'event(s) of type(s) ' + ','.join(targets) if targets else 'event(s)'} ({inner.n_events:,} events)")
+    inner_retrieval = _fit_stage1(inner, rparams, lambda m: None)
+
+    def history(u: int, p: int) -> np.ndarray:
+        """The positions of the history of the example (u, p): the events before it (with target
+        types, without the user's events on the target item)."""
+        return np.flatnonzero(seqs.items[u][:p] != seqs.items[u][p]) if targets else np.arange(p)
+
+    def build(pairs: Sequence[Tuple[int, int]]):
+        """Candidates for a batch of examples, from the same builder the model is served with."""
+        idx = [history(u, p) for u, p in pairs]
+        return builder.build([seqs.items[u][i] for (u, _), i in zip(pairs, idx)],
+                             users=[seqs.user_ids[u] for u, _ in pairs])
     builder = CandidateBuilder(inner_retrieval, rec.catalogue.category_codes, rec.metadata)
     names = builder.feature_names  # FEATURES + the attribute columns
     users = rng.permutation(labelled)[: kparams.ranker_users]
     n_val = round(len(users) * kparams.validation_fraction)
     val_users = set(users[:n_val].tolist())
     # (user, position of the target): every held-out event of a training user, the last of a validation user
-    validation = [(u, len(seqs.items[u]) - 1) for u in users.tolist() if u in val_users]
+    validation = [(u, positions[u][-1]) for u in users.tolist() if u in val_users]
     training: List[Tuple[int, int]] = []
     for u in users.tolist():
         if u not in val_users:
-            n = len(seqs.items[u])
-            training.extend((u, p) for p in range(n - held[u], n))
+            training.extend((u, p) for p in positions[u])
     if len(training) > kparams.ranker_max_examples:
         # bound the cost on big data: a uniform sample of the (user, target) pairs
         pick = np.sort(rng.choice(len(training), size=kparams.ranker_max_examples, replace=False))
@@ -243,8 +307,7 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
         batch_rng = np.random.default_rng([kparams.seed, number])
         xs: List[np.ndarray] = []
         ys: List[np.ndarray] = []
-        for (u, p), c in zip(pairs, builder.build([seqs.items[u][:p] for u, p in pairs],
-                                                  users=[seqs.user_ids[u] for u, _ in pairs])):
+        for (u, p), c in zip(pairs, build(pairs)):
             label = (c.items == int(seqs.items[u][p])).astype(np.float32)
             if label.sum() == 0:
                 continue  # the target was not retrieved: nothing for the ranker to learn here
@@ -281,8 +344,7 @@ def fit_ranker(rec: Recommender, seqs: Sequences, rparams: RetrievalParams, kpar
         """Per example: the target's rank by the two-stage order and by fusion (-1 = not in the
         top 20), and whether it was a candidate at all."""
         out = np.full((len(pairs), 3), -1, np.int64)
-        for row, ((u, p), c) in enumerate(zip(pairs, builder.build([seqs.items[u][:p] for u, p in pairs],
-                                                                   users=[seqs.user_ids[u] for u, _ in pairs]))):
+        for row, ((u, p), c) in enumerate(zip(pairs, build(pairs))):
             target = int(seqs.items[u][p])
             out[row, 2] = int(target in set(c.items.tolist()))
             if len(c.items):
@@ -395,9 +457,11 @@ def train(events_path, items_path, model_dir, output_data_dir=None,
     """Both jobs in one process: load (without the deleted users' events), fit, save the model
     (and the batch outputs). ``users_path``: a users file, loaded with :func:`recsys.data.load_users`
     and carried into the model as ``users.csv``."""
-    _rparams, kparams = split_hyperparameters(hyperparameters)
+    rparams, kparams = split_hyperparameters(hyperparameters)
     _, items, seqs, summary = load_data(events_path, items_path, kparams.max_bad_fraction, log,
-                                        deletions_path=deletions_path, column_map=kparams.column_map)
+                                        deletions_path=deletions_path,
+                                        event_value_threshold=rparams.event_value_threshold,
+                                        column_map=kparams.column_map)
     users = load_users(users_path, kparams.max_bad_fraction, kparams.column_map, log) if users_path else None
     rec = fit(seqs, items, hyperparameters, summary, log,
               users=dict(zip(users.user_ids, users.attributes)) if users is not None else None)
