@@ -28,6 +28,7 @@ from .batch_inference import write_histories
 from .model import Recommender
 from .schemas import parse_column_map
 from .train import (
+    apply_event_value_threshold,
     fit_ranker,
     fit_retrieval,
     load_data,
@@ -114,7 +115,9 @@ def retrieval_job(hyperparameters: Dict[str, str]) -> None:
     model_dir = _env_dir("SM_MODEL_DIR", "/opt/ml/model")
     assert model_dir is not None
     _, items, seqs, summary = load_data(events_dir, items_dir, kparams.max_bad_fraction, _log,
-                                        deletions_path=deletions_dir, column_map=kparams.column_map)
+                                        deletions_path=deletions_dir,
+                                        event_value_threshold=rparams.event_value_threshold,
+                                        column_map=kparams.column_map)
     users = load_users(users_dir, kparams.max_bad_fraction, kparams.column_map, _log) if users_dir else None
     rec = fit_retrieval(seqs, items, rparams, summary, _log,
                         users=dict(zip(users.user_ids, users.attributes)) if users is not None else None)
@@ -185,6 +188,8 @@ def ranker_job(hyperparameters: Dict[str, str], code_dir: Optional[Path] = None)
         if deletions:
             _log(f"[data] {len(deletions):,} deletion record(s): dropped {events.report.deleted_rows:,} "
                  f"event(s) of {events.report.deleted_users:,} deleted user(s)")
+        # job 1's event_value_threshold, read from its artifact like its other hyperparameters
+        events = apply_event_value_threshold(events, rec.retrieval.params.event_value_threshold, _log)
         seqs = data_mod.encode(events, rec.catalogue.item_ids)
         if seqs.n_items != len(rec.catalogue):
             raise ValueError(
