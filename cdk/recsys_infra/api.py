@@ -13,7 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-from recsys_lambdas import contracts, routes
+from recsys_lambdas import contracts, routes, settings
 
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.encryption import READ, WRITE, grant_data_key
@@ -71,6 +71,8 @@ class Api(Construct):
             contracts.ENV_ENDPOINT_NAME: cfg.endpoint_name,
             contracts.ENV_ENDPOINT_TIMEOUT_S: f"{cfg.endpoint.invoke_timeout_s:g}",
         }
+        if cfg.filters:
+            env[settings.ENV_NAMED_FILTERS] = cfg.named_filters_json
         self.functions: dict[str, RecsysFunction] = {}
         for name, handler in routes.FUNCTIONS.items():
             self.functions[name] = RecsysFunction(

@@ -113,6 +113,14 @@ class EnvironmentConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     lambdas: LambdaConfig = field(default_factory=LambdaConfig)
+    # Named filters, addressed by a request's filterArn (.../filter/<name>); the API functions
+    # get them as NAMED_FILTERS (recsys_lambdas.settings.named_filters).
+    filters: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def named_filters_json(self) -> str:
+        """The ``NAMED_FILTERS`` value of the API functions ("" when there are none)."""
+        return json.dumps(dict(self.filters), sort_keys=True, separators=(",", ":")) if self.filters else ""
 
     @property
     def realtime(self) -> bool:
@@ -281,10 +289,11 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentConfig:
     where = f"cdk.json context {ENVIRONMENTS_CONTEXT_KEY}.{name}"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected an object, got {raw!r}")
-    unknown = sorted(set(raw) - set(_TOP_LEVEL) - set(_SECTIONS))
+    unknown = sorted(set(raw) - set(_TOP_LEVEL) - set(_SECTIONS) - {"filters"})
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {unknown}; known keys: {sorted([*_TOP_LEVEL, *_SECTIONS])}"
+            f"{where}: unknown key(s) {unknown}; known keys: "
+            f"{sorted([*_TOP_LEVEL, *_SECTIONS, 'filters'])}"
         )
     for required in ("region", "prefix"):
         if not raw.get(required):
@@ -298,9 +307,36 @@ def parse_environment(name: str, raw: Mapping[str, Any]) -> EnvironmentConfig:
         for key, attr in _TOP_LEVEL.items()
         if key in raw and raw[key] is not None
     }
-    cfg = EnvironmentConfig(name=name, **top, **sections)
+    filters = _filters(raw.get("filters"), f"{where}.filters")
+    cfg = EnvironmentConfig(name=name, **top, **sections, filters=filters)
     validate(cfg, where)
     return cfg
+
+
+# Lambda allows 4 KB of environment variables per function in all: the filters get half.
+MAX_NAMED_FILTERS_BYTES = 2048
+
+
+def _filters(raw: Any, where: str) -> dict[str, Any]:
+    """The ``filters`` block: ``{name: filter}``, checked as the API functions will read it."""
+    from recsys_lambdas.settings import named_filters
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected an object of named filters, got {raw!r}")
+    for name in raw:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", str(name)):
+            raise ConfigError(f"{where}: filter name {name!r} must be 1-63 letters, digits, '.', '_' or '-'")
+    text = json.dumps(dict(raw), sort_keys=True, separators=(",", ":"))
+    try:
+        named_filters(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if len(text.encode()) > MAX_NAMED_FILTERS_BYTES:
+        raise ConfigError(f"{where}: {len(text.encode())} bytes as JSON, more than the "
+                          f"{MAX_NAMED_FILTERS_BYTES} the API functions' environment leaves for them")
+    return dict(raw)
 
 
 def validate(cfg: EnvironmentConfig, where: str = "config") -> None:

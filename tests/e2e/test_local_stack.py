@@ -328,6 +328,25 @@ def test_delete_makes_a_user_read_as_new_and_the_retrain_leaves_them_out(stack, 
     assert purge.purge(s3, state["bucket"]).pending_users == 0
 
 
+def test_the_dev_blocks_named_filters_work_over_http(stack, batch):
+    """cdk.json's dev ``filters`` are the local functions' NAMED_FILTERS, as CDK deploys them."""
+    from collections import Counter
+
+    category = Counter(i.get("category") for i in batch["items"].values()).most_common(1)[0][0]
+    arn = "arn:aws:personalize:us-east-1:000000000000:filter/"
+    user = batch["users"][0]["userId"]
+    inside = post(stack, "/recommendations", {"userId": user, "numResults": 10, "filterArn": arn + "include-categories",
+                                               "filterValues": {"CATEGORIES": f'"{category}"'}})
+    outside = post(stack, "/recommendations", {"userId": user, "numResults": 10, "filterArn": arn + "exclude-categories",
+                                                "filterValues": {"CATEGORIES": f'"{category}"'}})
+    assert inside.status_code == 200 and outside.status_code == 200, (inside.text, outside.text)
+    assert item_ids(inside.json()) and item_ids(outside.json())
+    assert {batch["items"][i]["category"] for i in item_ids(inside.json())} == {category}
+    assert category not in {batch["items"][i]["category"] for i in item_ids(outside.json())}
+    unknown = post(stack, "/recommendations", {"userId": user, "filterArn": arn + "nope"})
+    assert unknown.status_code == 404 and "nope" in unknown.json()["message"]
+
+
 @pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"a":' * 100_000])
 def test_deeply_nested_json_is_a_4xx_over_http(stack, raw):
     for path in ("/events", "/recommendations"):

@@ -87,6 +87,29 @@ def test_bad_values_name_the_key(changes, message):
         parse(**changes)
 
 
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        (["x"], r"filters: expected an object of named filters"),
+        ({"bad name": {}}, r"filters: filter name 'bad name' must be"),
+        ({"ok": "EXCLUDE ItemID"}, r"filters: NAMED_FILTERS must be a JSON object of filter objects"),
+        ({f"f{n}": {"excludeItemIds": ["i" * 40]} for n in range(60)}, r"filters: \d+ bytes as JSON"),
+    ],
+)
+def test_bad_named_filters_name_the_key(filters, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(filters=filters)
+
+
+def test_the_dev_block_ships_the_two_example_filters_the_api_functions_get():
+    cfg = parse()
+    assert set(cfg.filters) == {"exclude-categories", "include-categories"}
+    from recsys_lambdas.settings import named_filters
+
+    assert named_filters(cfg.named_filters_json) == cfg.filters
+    assert parse(filters={}).named_filters_json == ""
+
+
 def test_reserved_concurrency_can_be_switched_off_for_small_accounts():
     assert parse(lambdas__reservedConcurrency=None).lambdas.reserved_concurrency is None
     assert parse(lambdas__reservedConcurrency=5).lambdas.reserved_concurrency == 5

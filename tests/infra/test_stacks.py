@@ -451,6 +451,18 @@ def test_api_functions_match_the_route_groups(synth):
     assert handlers == sorted(routes.FUNCTIONS.values())
 
 
+def test_the_api_functions_get_the_environments_named_filters(synth):
+    """cdk.json's ``filters`` reach the handlers as NAMED_FILTERS (nothing else sets it)."""
+    from recsys_lambdas import settings
+
+    cfg = synth.realtime_cfg
+    assert cfg.filters, "the synthesized environment ships example filters"
+    api = synth.templates[f"{cfg.prefix}-api"]
+    for logical, fn in resources(api, "AWS::Lambda::Function").items():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert settings.named_filters(env[settings.ENV_NAMED_FILTERS]) == cfg.filters, logical
+
+
 def test_recommendations_may_invoke_only_its_endpoint(synth):
     cfg = synth.realtime_cfg
     api = synth.templates[f"{cfg.prefix}-api"]

@@ -107,6 +107,14 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                     raise StackError(f"{path}:{number}: not valid JSON ({exc})") from None
 
 
+def local_filters(env: str = "dev") -> str:
+    """The named filters of ``env``'s block in cdk.json (what CDK gives the API functions), as
+    the functions' ``NAMED_FILTERS``; "" when the block has none."""
+    from recsys_infra import config
+
+    return config.from_context(config.load_cdk_json_context(), env).named_filters_json
+
+
 class LocalStack:
     """The whole system on one machine. Use :meth:`start`, then :meth:`stop` (always)."""
 
@@ -443,6 +451,11 @@ class LocalStack:
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "false"),
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         })
+        filters = local_filters()
+        if filters:
+            from recsys_lambdas import settings
+
+            env[settings.ENV_NAMED_FILTERS] = filters
         return env
 
     def _start_gateway(self) -> None:
