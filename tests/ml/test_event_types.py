@@ -319,3 +319,50 @@ def test_cdk_json_values_reach_the_jobs_as_sagemaker_passes_them():
     r, k = train.split_hyperparameters(parse_hyperparameter_args(argv))
     assert event_types.parse_event_weights(r.event_weights) == {"purchase": 4.0, "view": 1.0}
     assert k.target_event_types == "cart,purchase"
+
+
+def test_both_jobs_drop_the_same_rows_and_job_2_keeps_job_1s_weights(funnel_dataset, tmp_path, monkeypatch, capsys):
+    """The SageMaker entry points in-process: job 1 gets event_weights and event_value_threshold,
+    job 2 only target_event_types, and reads the rest from job 1's artifact."""
+    import csv
+    import json
+
+    from recsys import jobs
+
+    (tmp_path / "ev").mkdir()
+    with open(funnel_dataset[0], newline="") as src, open(tmp_path / "ev" / "events.csv", "w", newline="") as dst:
+        rows = list(csv.reader(src))
+        writer = csv.writer(dst, lineterminator="\n")
+        writer.writerow([*rows[0], "event_value"])
+        for n, row in enumerate(rows[1:]):  # a dwell time on views: every 4th view is a 1 s glance
+            writer.writerow([*row, (1 if n % 4 == 0 else 30) if row[3] == "view" else ""])
+    glances = sum(1 for n, row in enumerate(rows[1:]) if row[3] == "view" and n % 4 == 0)
+    monkeypatch.setenv("SM_CHANNEL_EVENTS", str(tmp_path / "ev"))
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "m1"))
+    monkeypatch.setenv("SM_OUTPUT_DIR", str(tmp_path / "o1"))
+    jobs.retrieval_job({"dim": "16", "event_weights": '{"view": 1, "cart": 3, "purchase": 5}',
+                        "event_value_threshold": "5"})
+    job1 = capsys.readouterr().out
+    monkeypatch.setenv("SM_CHANNEL_RETRIEVAL", str(tmp_path / "m1"))
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "m2"))
+    monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(tmp_path / "out"))
+    jobs.ranker_job({"ranker_users": "300", "target_event_types": "purchase", "workers": "1"})
+    job2 = capsys.readouterr().out
+    line = f"event_value_threshold 5: dropped {glances:,} event(s)"
+    assert line in job1 and line in job2
+    assert "without each user's last 10 event(s) of type(s) purchase" in job2
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["training_data"]["events"] == len(rows) - 1 - glances
+    assert event_types.parse_event_weights(manifest["hyperparameters"]["retrieval"]["event_weights"]) == \
+        {"cart": 3.0, "purchase": 5.0, "view": 1.0}
+    assert manifest["hyperparameters"]["ranker"]["target_event_types"] == "purchase"
+
+
+def test_evaluate_target_event_types_flag(tmp_path, capsys):
+    events = tmp_path / "e.csv"
+    events.write_text("user_id,item_id,timestamp,event_type\n" + "".join(
+        f"u{u},i{(u + n) % 5},{n},view\n" for u in range(4) for n in range(4)))
+    assert cli_main(["evaluate", "--events", str(events), "--target-event-types", "purchase"]) == 2
+    assert "no user has an event of type(s) ['purchase']" in capsys.readouterr().err
+    assert cli_main(["evaluate", "--events", str(events), "--target-event-types", "purchase,,"]) == 2
+    assert "--target-event-types: event types must be non-empty strings" in capsys.readouterr().err
