@@ -215,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "line per input line; a bad line gets an error field and the rest go on.")
     bi.add_argument("--model-dir", required=True, type=Path, help="a model directory (recsys train)")
     bi.add_argument("--input", required=True, type=Path, help="a JSON Lines file, or a folder of them")
-    bi.add_argument("--output", required=True, type=Path, help="folder for <input file>.out")
+    # a folder to write into is --out in every command (--output names a report file in evaluate)
+    out = bi.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", type=Path, dest="output", metavar="DIR", help="folder for <input file>.out")
+    out.add_argument("--output", type=Path, dest="output", help=argparse.SUPPRESS)  # deprecated spelling
     bi.add_argument("--job", choices=("users", "items", "ranking"), default="users",
                     help="users: USER_PERSONALIZATION, items: RELATED_ITEMS, ranking: PERSONALIZED_RANKING")
     bi.add_argument("--num-results", default="25", metavar="N", help="items per line, 1-500 (default 25)")

@@ -3,6 +3,7 @@
 * ``--events``, ``--items``, ``--users`` always name files; counts are ``--n-events``,
   ``--n-items``, ``--n-users``.
 * A training hyperparameter is ``-H/--hyperparameter NAME=VALUE`` in every command that trains.
+* A folder to write into is ``--out``; ``--output`` names a file (``recsys evaluate``'s report).
 * Every ``recsys ...`` command line in a code block of README.md or docs/*.md parses with the real
   parser, and every flag an inline ``recsys ...`` mention names exists on that command.
 """
@@ -22,7 +23,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
 COMMAND_START = re.compile(r"^\s*(?:\.venv/bin/)?recsys\s")
 FILE_FLAGS = ("--events", "--items", "--users")
-DEPRECATED = ("--set",)
+DEPRECATED = ("--set",)  # and batch-inference --output, checked below
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -90,6 +91,16 @@ def test_every_training_command_takes_hyperparameters_as_dash_h():
     for path, parser in leaf_parsers(build_parser()).items():
         flags = {f for a in parser._actions for f in a.option_strings if a.help != argparse.SUPPRESS}
         assert ({"-H", "--hyperparameter"} <= flags) == (path in trains), path
+
+
+def test_a_folder_to_write_into_is_out_everywhere():
+    """``--out DIR`` in every command that writes a folder; ``--output`` only names a file."""
+    commands = leaf_parsers(build_parser())
+    for path in (("data", "synth"), ("data", "import"), ("batch-inference",)):
+        flags = {f for a in commands[path]._actions for f in a.option_strings if a.help != argparse.SUPPRESS}
+        assert "--out" in flags and "--output" not in flags, path
+    _, parser, rest = command_of(["batch-inference", "--model-dir", "m", "--input", "i", "--output", "o"])
+    assert str(parser.parse_args(rest).output) == "o"  # the old spelling still parses
 
 
 def test_the_deprecated_set_still_parses_as_a_hyperparameter():

@@ -161,7 +161,7 @@ def test_cli_batch_inference_writes_personalizes_out_file(trained_model_dir, tmp
     source.write_text(json.dumps({"userId": known_user}) + "\n" + '{"userId": 5}\n')
     out_dir = tmp_path / "out"
     assert main(["batch-inference", "--model-dir", str(trained_model_dir), "--input", str(source),
-                 "--output", str(out_dir), "--num-results", "3"]) == 0
+                 "--out", str(out_dir), "--num-results", "3"]) == 0
     rows = [json.loads(line) for line in (out_dir / "users.jsonl.out").read_text().splitlines()]
     assert rows[0]["output"]["recommendedItems"] == [
         i for i, _ in __import__("recsys").Recommender.load(trained_model_dir).recommend(
@@ -178,7 +178,7 @@ def test_cli_bad_input_is_one_line_and_a_non_zero_exit(trained_model_dir, tmp_pa
     source.write_text('{"userId": "u"}\n')
 
     def run(**overrides):
-        args = {"--model-dir": str(trained_model_dir), "--input": str(source), "--output": str(tmp_path / "o"),
+        args = {"--model-dir": str(trained_model_dir), "--input": str(source), "--out": str(tmp_path / "o"),
                 **overrides}
         status = main(["batch-inference", *[x for pair in args.items() for x in pair]])
         return status, capsys.readouterr().err.strip()
