@@ -8,6 +8,9 @@ The generator is the embedded default data of the demo and the tests. It produce
 * sessions with sequential structure: the next item is often the next part of a series or an
   item related to the last one, otherwise one drawn from the user's current taste.
 
+With ``with_funnel`` (``recsys data synth --funnel``) the events become views, carts and
+purchases with a known funnel (:func:`funnel`), for the event-type benchmark.
+
 The same ``seed`` and sizes always give byte-identical files.
 """
 
