@@ -167,6 +167,25 @@ def _renames(path: Path, keys: Sequence[str], schema: schemas.Schema,
     return renames or None
 
 
+def _mapped_names(schema: schemas.Schema, column_map: ColumnMap) -> set:
+    """The normalized names a header column can be taken under: names, aliases, map sources."""
+    names = {schemas.normalize(n) for col in schema.columns for n in (col.name, *col.aliases)}
+    return names | {schemas.normalize(s) for s in (column_map or {}).values()}
+
+
+def _never_renamed_key(key: str, schema: schemas.Schema, column_map: ColumnMap) -> bool:
+    """True when :meth:`recsys.schemas.Schema.resolve` can never rename ``key``, whatever the
+    other keys: it matches no column name, alias or column-map source."""
+    return schemas.normalize(key) not in _mapped_names(schema, column_map)
+
+
+def _never_renamed(schema: schemas.Schema, column_map: ColumnMap) -> set:
+    """The canonical names (unless a column map takes one as its source): a row whose keys are
+    all canonical names, or names :func:`_never_renamed_key` clears, needs no renaming."""
+    sources = {schemas.normalize(s) for s in (column_map or {}).values()}
+    return {n for n in schema.names if schemas.normalize(n) not in sources}
+
+
 def _rows(path: Path, schema: schemas.Schema, report: LoadReport,
           column_map: ColumnMap = None) -> Iterator[Tuple[str, dict]]:
     """Yield (where, row dict) from a CSV-with-header or JSON Lines file, sniffed by content, with
@@ -183,6 +202,7 @@ def _rows(path: Path, schema: schemas.Schema, report: LoadReport,
             return
         if head.lstrip().startswith("{"):
             shapes: Dict[Tuple[str, ...], Optional[Dict[str, str]]] = {}  # keys -> renames
+            plain = _never_renamed(schema, column_map)  # a row with only these keys is used as it is
             for lineno, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
@@ -195,13 +215,15 @@ def _rows(path: Path, schema: schemas.Schema, report: LoadReport,
                 if not isinstance(row, dict):
                     report.add_bad(where, "a JSON line must be an object")
                     continue
-                keys = tuple(row)
-                try:
-                    renames = shapes[keys]
-                except KeyError:
-                    renames = shapes[keys] = _renames(path, keys, schema, column_map)
-                if renames is not None:
-                    row = {renames.get(k, k): v for k, v in row.items()}
+                if not plain.issuperset(row):  # the fast path (one C-level pass) of the event log
+                    keys = tuple(row)
+                    try:
+                        renames = shapes[keys]
+                    except KeyError:
+                        renames = shapes[keys] = _renames(path, keys, schema, column_map)
+                        plain.update(k for k in keys if _never_renamed_key(k, schema, column_map))
+                    if renames is not None:
+                        row = {renames.get(k, k): v for k, v in row.items()}
                 yield where, row
         else:
             reader = csv.DictReader(handle)

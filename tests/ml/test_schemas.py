@@ -223,3 +223,17 @@ def test_every_schema_column_is_typed_described_and_its_aliases_unique():
             for name in (col.name, *col.aliases):
                 key = schemas.normalize(name)
                 assert seen.setdefault(key, col.name) == col.name, f"{schema.name}: {name} names two columns"
+
+
+def test_json_lines_mixing_canonical_and_aliased_rows_map_every_row(tmp_path):
+    rows = [{"user_id": "u1", "item_id": "a", "timestamp": 1, "tracking_id": "t"},  # the log's own rows
+            {"user_id": "u2", "userId": "ignored", "item_id": "b", "timestamp": 2},  # userId left unused here
+            {"userId": "u3", "item_id": "c", "timestamp": 3, "tracking_id": "t"},  # ... and taken here
+            {"USER_ID": "u4", "ITEM_ID": "d", "TIMESTAMP": 4, "EVENT_VALUE": "1.5"}]
+    events = data.load_events(write(tmp_path / "mixed.jsonl", "\n".join(json.dumps(r) for r in rows)))
+    assert list(events.user_ids) == ["u1", "u2", "u3", "u4"] and events.report.bad_rows == 0
+    assert list(events.item_ids) == ["a", "b", "c", "d"] and events.event_values[3] == 1.5
+    mapped = data.load_events(write(tmp_path / "m.jsonl", "\n".join(json.dumps(r) for r in [
+        {"user_id": "u1", "item_id": "a", "timestamp": 1}, {"customer": "c9", "item_id": "b", "timestamp": 2}])),
+        column_map={"user_id": "customer"})
+    assert list(mapped.user_ids) == ["u1", "c9"]
