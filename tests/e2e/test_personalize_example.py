@@ -90,3 +90,18 @@ def test_recommendations_similar_items_and_events_for_the_exports_ids(stack):
     put = requests.post(stack["url"] + "/events", json={"trackingId": "example", "userId": "user-008",
                                                         "sessionId": "s-ex", "eventList": [event]}, timeout=30)
     assert put.status_code == 200, put.text
+
+
+def test_users_needs_events_and_a_file_and_changes_the_run_key(tmp_path):
+    from recsys_tools.local.stack import LocalStack, StackError, StackOptions
+    from recsys_tools.local.training import TrainingInputs, run_key
+
+    with pytest.raises(StackError, match="--users needs --events"):
+        LocalStack(StackOptions(work_dir=tmp_path, users=EXAMPLES / "users.csv"))._validate_inputs()
+    with pytest.raises(StackError, match=r"--users .*nope.csv: no such file"):
+        LocalStack(StackOptions(work_dir=tmp_path, events=EXAMPLES / "interactions.csv",
+                                users=tmp_path / "nope.csv"))._validate_inputs()
+    plain = TrainingInputs(EXAMPLES / "interactions.csv", EXAMPLES / "items.csv")
+    with_users = TrainingInputs(EXAMPLES / "interactions.csv", EXAMPLES / "items.csv", users=EXAMPLES / "users.csv")
+    assert "users_sha256" not in run_key(plain)  # runs stored before --users keep their key
+    assert run_key(with_users)["key"] != run_key(plain)["key"]
