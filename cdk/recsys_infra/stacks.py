@@ -4,7 +4,8 @@
 - ``<prefix>-serving`` (real-time mode only): the SageMaker endpoint, owned by CloudFormation and
   updated by the pipeline's promote step through its ``ModelDataUrl`` parameter;
 - ``<prefix>-api``: API Gateway and the API Lambda functions;
-- ``<prefix>-training``: the Step Functions pipeline and its schedule.
+- ``<prefix>-training``: the Step Functions pipeline and its schedule, and the batch inference
+  state machine (``batch_inference``).
 
 The serving stack is separate so a promotion (``UpdateStack`` of that stack) can touch nothing
 but the endpoint.
@@ -19,6 +20,7 @@ from aws_cdk import App, CfnOutput, Environment, Stack, Tags
 from constructs import Construct
 
 from recsys_infra.api import Api
+from recsys_infra.batch_inference import BatchInference
 from recsys_infra.config import EnvironmentConfig
 from recsys_infra.monitoring import AlarmTopic, ServiceMonitoring
 from recsys_infra.serving import Serving
@@ -142,6 +144,15 @@ class TrainingStack(Stack):
             model_role_arn=serving.model_role_arn if serving else None,
         )
         CfnOutput(self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn)
+        # on-demand batch recommendations from the serving model (docs/DEPLOY.md, Batch inference)
+        self.batch_inference = BatchInference(
+            self, "BatchInference", cfg=cfg, artifacts_bucket=shared.artifacts_bucket
+        )
+        CfnOutput(
+            self,
+            "BatchInferenceStateMachineArn",
+            value=self.batch_inference.state_machine.state_machine_arn,
+        )
 
 
 @dataclass

@@ -52,6 +52,13 @@ class _States:
                 for key, value in state["Parameters"].items():
                     if not key.endswith(".$"):
                         self.values[f"{path}.{key}"] = value
+            if state["Type"] == "Choice":
+                # an input the Choice admits only under a prefix ("s3://bucket/area/*"): an example
+                for rule in state["Choices"]:
+                    for condition in [rule, *rule.get("And", [])]:
+                        pattern = condition.get("StringMatches")
+                        if isinstance(pattern, str) and pattern.endswith("/*"):
+                            self.values[condition["Variable"]] = pattern[:-1] + "example/"
 
     def training_outputs(self, path: str, job: str, output_uri: str) -> None:
         self.values[f"{path}.modelDataUrl"] = f"{output_uri}{job}/output/model.tar.gz"
@@ -81,6 +88,10 @@ def state_machine_requests(env: Environment) -> Iterator[Declared]:
             why = f"state {name!r}"
             if resource.endswith(":states:::sagemaker:createTrainingJob.sync"):
                 yield from _training_job(env, sfn_role, states, name, state, params)
+            elif resource.endswith(":states:::sagemaker:createTransformJob.sync"):
+                yield from _transform_job(env, sfn_role, states, definition, name, params)
+            elif ":states:::aws-sdk:sagemaker:" in resource:
+                yield from _sagemaker_model(env, sfn_role, states, name, resource, params)
             elif ":lambda:" in resource and ":function:" in resource:
                 yield Declared(sfn_role, _req("lambda:InvokeFunction", resource, why))
             elif resource.endswith(":states:::lambda:invoke"):
@@ -153,6 +164,71 @@ def _training_job(env: Environment, sfn_role: Role, states: _States, name: str,
         states.training_outputs(path, job, output)
 
 
+def _sagemaker_model(env: Environment, sfn_role: Role, states: _States, name: str, resource: str,
+                     params: Mapping[str, Any]) -> Iterator[Declared]:
+    """An SDK createModel / deleteModel state (batch inference's per-run model)."""
+    action = resource.split(":states:::aws-sdk:sagemaker:", 1)[1]
+    why = f"state {name!r} (sagemaker:{action})"
+    model = states.value(params, "ModelName")
+    arn = f"arn:aws:sagemaker:{env.region}:{env.account}:model/{model.lower()}"
+    if action not in ("createModel", "deleteModel"):
+        raise KeyError(f"{why}: no IAM model for sagemaker:{action}")
+    yield Declared(sfn_role, _req(f"sagemaker:{action[0].upper()}{action[1:]}", arn, why))
+    if action == "createModel":
+        yield Declared(sfn_role, _req("iam:PassRole", params["ExecutionRoleArn"], why,
+                                      **{"iam:PassedToService": "sagemaker.amazonaws.com"}))
+
+
+def _transform_job(env: Environment, sfn_role: Role, states: _States, definition: Mapping[str, Any],
+                   name: str, params: Mapping[str, Any]) -> Iterator[Declared]:
+    """A createTransformJob.sync state: Step Functions' calls, and the reads and writes the job
+    makes with its model's execution role (the createModel state's ExecutionRoleArn)."""
+    why = f"state {name!r} (createTransformJob.sync)"
+    job = states.value(params, "TransformJobName")
+    job_arn = f"arn:aws:sagemaker:{env.region}:{env.account}:transform-job/{job.lower()}"
+    for action in ("CreateTransformJob", "DescribeTransformJob", "StopTransformJob"):
+        yield Declared(sfn_role, _req(f"sagemaker:{action}", job_arn, why))
+    rule = f"arn:aws:events:{env.region}:{env.account}:rule/StepFunctionsGetEventsForSageMakerTransformJobsRule"
+    for action in ("PutTargets", "PutRule", "DescribeRule"):
+        yield Declared(sfn_role, _req(f"events:{action}", rule, f"{why}: .sync waits on this rule"))
+    model = states.value(params, "ModelName")
+    creates = [s for s in definition["States"].values()
+               if s.get("Resource", "").endswith(":aws-sdk:sagemaker:createModel")
+               and states.value(s["Parameters"], "ModelName") == model]
+    assert len(creates) == 1, f"{why}: no createModel state names the model {model}"
+    model_role = env.role_by_arn(creates[0]["Parameters"]["ExecutionRoleArn"])
+    url = model_data_url(env)
+    assert url, f"{why}: no training job makes a model.tar.gz"
+    bucket, key = _split(url)
+    mwhy = f"transform job of {name!r}: the model {url}"
+    yield Declared(model_role, _req("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}", mwhy))
+    yield from kms_for_object(env, model_role, bucket, "read", mwhy)
+    source = params["TransformInput"]["DataSource"]["S3DataSource"]
+    uri = states.value(source, "S3Uri")
+    bucket, key = _split(uri)
+    iwhy = f"transform job of {name!r}: input {uri}"
+    yield Declared(model_role, _req("s3:ListBucket", f"arn:aws:s3:::{bucket}", iwhy, **{"s3:prefix": key}))
+    yield Declared(model_role, _req("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}users.jsonl", iwhy))
+    yield from kms_for_object(env, model_role, bucket, "read", iwhy)
+    output = states.value(params["TransformOutput"], "S3OutputPath")
+    bucket, key = _split(output)
+    owhy = f"transform job of {name!r}: output {output}"
+    yield Declared(model_role, _req("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}users.jsonl.out", owhy))
+    yield from kms_for_object(env, model_role, bucket, "write", owhy)
+    output_key = params["TransformOutput"].get("KmsKeyId")
+    if output_key:
+        arn = key_arn(env, output_key)
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            yield Declared(model_role, kms_request(env, action, arn, "s3", f"{owhy} (KmsKeyId)"))
+    volume_key = params.get("TransformResources", {}).get("VolumeKmsKeyId")
+    if volume_key:
+        arn = key_arn(env, volume_key)
+        vwhy = f"transform job of {name!r}: ML storage volume (VolumeKmsKeyId)"
+        grant = kms_request(env, "kms:CreateGrant", arn, "sagemaker", vwhy)
+        yield Declared(model_role, Request(grant.action, grant.resource,
+                                           {**grant.context, "kms:GrantIsForAWSResource": "true"}, vwhy))
+
+
 def model_data_url(env: Environment) -> Optional[str]:
     """The artifact a promotion passes as ModelDataUrl: the ranker job's model.tar.gz."""
     for _, _, definition, _ in env.state_machines():
@@ -165,7 +241,8 @@ def model_data_url(env: Environment) -> Optional[str]:
                 output = states.value(params["OutputDataConfig"], "S3OutputPath")
                 states.training_outputs(state["ResultPath"], job, output)
                 url = f"{output}{job}/output/model.tar.gz"
-        return url
+        if url:  # the training pipeline (the batch inference state machine trains nothing)
+            return url
     return None
 
 

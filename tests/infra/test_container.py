@@ -29,7 +29,9 @@ def one(template: dict, type_: str) -> dict:
 
 def definition(template: dict) -> dict:
     """The state machine definition, tokens rendered as TOKEN."""
-    body = one(template, "AWS::StepFunctions::StateMachine")["Properties"]["DefinitionString"]
+    (sm,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
+             and str(r["Properties"].get("StateMachineName", "")).endswith("-training")]
+    body = sm["Properties"]["DefinitionString"]
     if isinstance(body, dict):
         body = "".join(_render(p) for p in body["Fn::Join"][1])
     return json.loads(body)

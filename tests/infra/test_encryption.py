@@ -11,6 +11,16 @@ from recsys_lambdas import contracts
 from test_stacks import as_list, one, resources, statements
 
 
+def state_machines(template: dict) -> dict:
+    """The training stack's state machines by concern: ``training``, ``batch-inference``."""
+    out = {}
+    for machine in resources(template, "AWS::StepFunctions::StateMachine").values():
+        name = str(machine["Properties"]["StateMachineName"])
+        out["batch-inference" if name.endswith("-batch-inference") else name.rsplit("-", 1)[1]] = machine
+    assert sorted(out) == ["batch-inference", "training"], sorted(out)
+    return out
+
+
 def stacks(synth, cfg) -> dict:
     return {k: v for k, v in synth.templates.items() if k.startswith(cfg.prefix + "-")}
 
@@ -73,11 +83,15 @@ def test_data_stores_stream_training_and_endpoint_use_the_data_key(synth, kms_cf
     config = one(synth.templates[kms_cfg.stack_name("serving")], "AWS::SageMaker::EndpointConfig")
     assert alias_arn in json.dumps(config["Properties"]["KmsKeyId"])
     assert json.dumps(config["Properties"]["KmsKeyId"]).endswith(f':{kms_cfg.data_key_alias}"]]}}')
-    machine = one(synth.templates[kms_cfg.stack_name("training")], "AWS::StepFunctions::StateMachine")
-    definition = json.dumps(machine["Properties"]["DefinitionString"])
+    machines = state_machines(synth.templates[kms_cfg.stack_name("training")])
+    definition = json.dumps(machines["training"]["Properties"]["DefinitionString"])
     for field in ('\\"VolumeKmsKeyId\\":\\"arn:', '\\"KmsKeyId\\":\\"arn:'):
         assert definition.count(field) == 2, field  # both training jobs
     assert definition.count(kms_cfg.data_key_alias) == 4
+    batch = json.dumps(machines["batch-inference"]["Properties"]["DefinitionString"])
+    for field in ('\\"VolumeKmsKeyId\\":\\"arn:', '\\"KmsKeyId\\":\\"arn:'):
+        assert batch.count(field) == 1, field  # the transform job's volume and output
+    assert batch.count(kms_cfg.data_key_alias) == 2
 
 
 def test_key_grants_go_through_one_service_and_name_only_the_data_key(synth, kms_cfg):
@@ -115,6 +129,10 @@ def test_key_grants_go_through_one_service_and_name_only_the_data_key(synth, kms
         "training/PipelineServingDeployRole",
         # MarkDeletions writes deletions/_marker.json into the encrypted events bucket
         "training/PipelineStateMachineRole",
+        # batch inference: the transform model reads and writes batch-inference/ (and its volume);
+        # the state machine reads models/serving.json
+        "training/BatchInferenceModelRole",
+        "training/BatchInferenceStateMachineRole",
     }
     assert {r.rstrip("0123456789ABCDEF") for r in roles} == expected_prefixes
 
@@ -131,8 +149,8 @@ def test_aws_managed_mode_has_no_data_key(synth):
         assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
     stream = one(storage, "AWS::KinesisFirehose::DeliveryStream")["Properties"]
     assert stream["DeliveryStreamEncryptionConfigurationInput"] == {"KeyType": "AWS_OWNED_CMK"}
-    training = one(synth.templates[cfg.stack_name("training")], "AWS::StepFunctions::StateMachine")
-    assert "KmsKeyId" not in json.dumps(training["Properties"]["DefinitionString"])
+    for machine in state_machines(synth.templates[cfg.stack_name("training")]).values():
+        assert "KmsKeyId" not in json.dumps(machine["Properties"]["DefinitionString"])
 
 
 # --- service principals ----------------------------------------------------------------------

@@ -73,6 +73,24 @@ def test_state_machine_may_run_its_tasks_and_the_training_jobs_may_read_and_writ
     assert not lines, fmt(lines)
 
 
+def test_batch_inference_may_run_its_transform_and_only_in_its_area(envs):
+    """The batch inference state machine's tasks and its transform jobs' model role (declared
+    from the definition, with the input and output under batch-inference/), and no more."""
+    for env in envs.values():
+        items = [(d.role, d.request) for d in declared.state_machine_requests(env)]
+        states = ("'Transform'", "'CreateBatchModel'", "'DeleteBatchModel", "'ReadServingRecord'")
+        mine = [(role, r) for role, r in items if any(state in r.why for state in states)]
+        actions = {r.action for _, r in mine}
+        assert {"sagemaker:CreateTransformJob", "sagemaker:CreateModel", "sagemaker:DeleteModel",
+                "iam:PassRole", "s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= actions, actions
+        assert not denials(env, mine), fmt(denials(env, mine))
+        # the model role writes batch-inference/ only: not the models the gate and promote read
+        ((role, put),) = [(role, r) for role, r in mine if r.action == "s3:PutObject"]
+        elsewhere = Request(put.action, put.resource.replace("/batch-inference/", "/models/"), put.context,
+                            "the batch model role writing under models/")
+        assert denials(env, [(role, elsewhere)]), f"[{env.name}] the batch model role may write models/"
+
+
 def test_serving_deploy_role_can_roll_out_a_model_with_autoscaling(envs):
     env = envs["realtime"]
     deploy = env.role_by_arn(function(env, PROMOTE).environment["SERVING_DEPLOY_ROLE_ARN"])

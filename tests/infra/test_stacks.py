@@ -21,6 +21,14 @@ def one(template: dict, type_: str) -> dict:
     return next(iter(found.values()))
 
 
+def pipeline_state_machine(template: dict) -> dict:
+    """The training pipeline's state machine (the stack also holds the batch inference one)."""
+    found = [r for r in resources(template, "AWS::StepFunctions::StateMachine").values()
+             if str(r["Properties"].get("StateMachineName", "")).endswith("-training")]
+    assert len(found) == 1, f"expected one <prefix>-training state machine, found {len(found)}"
+    return found[0]
+
+
 def stacks(synth, cfg) -> dict:
     return {k: v for k, v in synth.templates.items() if k.startswith(cfg.prefix + "-")}
 
@@ -191,7 +199,7 @@ def render(part) -> str:
 
 
 def definition(template: dict) -> dict:
-    sm = one(template, "AWS::StepFunctions::StateMachine")["Properties"]
+    sm = pipeline_state_machine(template)["Properties"]
     body = sm["DefinitionString"]
     if isinstance(body, dict):  # Fn::Join of strings and tokens: render tokens as placeholders
         body = "".join(render(p) for p in body["Fn::Join"][1])
@@ -277,7 +285,7 @@ def test_pipeline_failure_alarm_and_schedule(training, synth):
 
 
 def test_state_machine_logs_and_traces(training):
-    sm = one(training, "AWS::StepFunctions::StateMachine")["Properties"]
+    sm = pipeline_state_machine(training)["Properties"]
     assert sm["TracingConfiguration"]["Enabled"] is True
     assert sm["LoggingConfiguration"]["Level"] == "ALL"
 
