@@ -47,6 +47,7 @@ def training_role(
                 events_bucket.arn_for_objects(f"{contracts.EVENTS_PREFIX}*"),
                 events_bucket.arn_for_objects(f"{contracts.ITEMS_PREFIX}*"),
                 events_bucket.arn_for_objects(f"{contracts.DELETIONS_PREFIX}*"),
+                events_bucket.arn_for_objects(f"{contracts.USERS_PREFIX}*"),
                 artifacts_bucket.arn_for_objects(f"{contracts.MODELS_PREFIX}*"),
             ],
         )
@@ -58,7 +59,15 @@ def training_role(
         )
     )
     for bucket, prefixes in (
-        (events_bucket, [contracts.EVENTS_PREFIX, contracts.ITEMS_PREFIX, contracts.DELETIONS_PREFIX]),
+        (
+            events_bucket,
+            [
+                contracts.EVENTS_PREFIX,
+                contracts.ITEMS_PREFIX,
+                contracts.DELETIONS_PREFIX,
+                contracts.USERS_PREFIX,
+            ],
+        ),
         (artifacts_bucket, [contracts.MODELS_PREFIX]),
     ):
         role.add_to_policy(
@@ -103,6 +112,7 @@ def training_role(
         (events_bucket, contracts.EVENTS_PREFIX, "reads the event log Firehose writes"),
         (events_bucket, contracts.ITEMS_PREFIX, "reads the item catalogue files"),
         (events_bucket, contracts.DELETIONS_PREFIX, "reads the deletion records (DELETE /users)"),
+        (events_bucket, contracts.USERS_PREFIX, "reads the user metadata files (optional)"),
         (artifacts_bucket, contracts.MODELS_PREFIX, "writes its model and reads job 1's"),
     ):
         acknowledge_policy(

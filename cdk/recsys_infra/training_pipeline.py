@@ -3,7 +3,7 @@ gates, loads the batch output into DynamoDB and promotes the model; scheduled by
 
     Rollback? -> [input {"rollback": record}: RollbackCandidate -> LoadBatchOutput -> ...]
     PrepareRun -> ListEvents -> ListItems -> [an empty prefix: NoEvents / NoItems (Fail)]
-    -> MarkDeletions (deletions/ never empty: the jobs' optional "deletions" channel)
+    -> MarkDeletions, MarkUsers (deletions/ and users/ never empty: the jobs' optional channels)
     -> PurgeDeletedUsers (the event log rewritten without users deleted since the last run)
     -> TrainRetrieval (job 1, retried with backoff on quota and throttling errors) -> TrainRanker (job 2, job 1's model as channel
     "retrieval") -> EvaluationGate -> [not better: KeptServingModel]
@@ -155,6 +155,7 @@ class TrainingPipeline(Construct):
                 "eventsUri": f"s3://{events_bucket.bucket_name}/{contracts.EVENTS_PREFIX}",
                 "itemsUri": f"s3://{events_bucket.bucket_name}/{contracts.ITEMS_PREFIX}",
                 "deletionsUri": f"s3://{events_bucket.bucket_name}/{contracts.DELETIONS_PREFIX}",
+                "usersUri": f"s3://{events_bucket.bucket_name}/{contracts.USERS_PREFIX}",
                 "outputUri": f"s3://{artifacts_bucket.bucket_name}/{contracts.MODELS_PREFIX}",
             },
             result_path="$.run",
@@ -162,6 +163,8 @@ class TrainingPipeline(Construct):
         events_channel = s3_channel(contracts.TRAINING_CHANNEL_EVENTS, "$.run.eventsUri")
         items_channel = s3_channel(contracts.TRAINING_CHANNEL_ITEMS, "$.run.itemsUri")
         deletions_channel = s3_channel(contracts.TRAINING_CHANNEL_DELETIONS, "$.run.deletionsUri")
+        # user metadata for job 1, which carries it into the model (job 2 reads job 1's copy)
+        users_channel = s3_channel(contracts.TRAINING_CHANNEL_USERS, "$.run.usersUri")
         train_retrieval = training_job(
             self,
             "TrainRetrieval",
@@ -172,7 +175,7 @@ class TrainingPipeline(Construct):
             source=source,
             image_uri=image_uri,
             hyperparameters=cfg.training.retrieval_hyperparameters,
-            channels=[events_channel, items_channel, deletions_channel],
+            channels=[events_channel, items_channel, deletions_channel, users_channel],
             result_path="$.retrieval",
         )
         train_ranker = training_job(
@@ -279,10 +282,28 @@ class TrainingPipeline(Construct):
             result_path="$.inputs.deletionsMarker",
         )
         add_s3_retry_and_catch(mark_deletions, failed)
+        mark_users = tasks.CallAwsService(
+            self,
+            "MarkUsers",
+            comment=f"Write {contracts.USERS_MARKER} so the optional users channel is never empty.",
+            service="s3",
+            action="putObject",
+            parameters={
+                "Bucket": events_bucket.bucket_name,
+                "Key": contracts.USERS_MARKER,
+                "Body": "{}",
+            },
+            iam_action="s3:PutObject",
+            iam_resources=[events_bucket.arn_for_objects(contracts.USERS_MARKER)],
+            result_selector={"eTag.$": "$.ETag"},
+            result_path="$.inputs.usersMarker",
+        )
+        add_s3_retry_and_catch(mark_users, failed)
         purge_deleted_users = self._invoke("PurgeDeletedUsers", "purge", {}, "$.purge")
         purge_deleted_users.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
         training = (
-            mark_deletions.next(purge_deleted_users)
+            mark_deletions.next(mark_users)
+            .next(purge_deleted_users)
             .next(train_retrieval)
             .next(train_ranker)
             .next(evaluation_gate)

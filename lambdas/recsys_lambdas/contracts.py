@@ -103,6 +103,10 @@ API_FUNCTION_TIMEOUT_S = 10
 EVENTS_PREFIX = "events/"  # Firehose writes JSON Lines here; training reads it
 ITEMS_PREFIX = "items/"
 USERS_PREFIX = "users/"  # user metadata (recsys.schemas.USERS): the optional "users" channel
+# The pipeline writes this marker before the jobs so users/ is never empty (SageMaker fails a job
+# whose S3Prefix channel has no object); the jobs read a channel holding only markers (names
+# starting with "_") as absent.
+USERS_MARKER = USERS_PREFIX + "_marker.json"
 MODELS_PREFIX = "models/"
 # DELETE /users/{userId} writes one JSON object per deleted user here ({"userId", "deletedAt"},
 # key: deletion_key); training reads the prefix as its optional "deletions" channel and drops the

@@ -129,7 +129,8 @@ def _data_files(path: PathLike) -> List[Path]:
     if p.is_dir():
         files = sorted(
             f for f in p.rglob("*")
-            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in DATA_SUFFIXES
+            # "_..." names are markers (the pipeline's, Hadoop's _SUCCESS), ".*" hidden files
+            if f.is_file() and not f.name.startswith((".", "_")) and f.suffix.lower() in DATA_SUFFIXES
             and f.name != "manifest.json"
         )
         if not files:

@@ -72,8 +72,13 @@ def _env_dir(name: str, default: Optional[str] = None, required: bool = True) ->
 
 
 def _channel(name: str, required: bool) -> Optional[Path]:
+    """A channel's folder; an optional one that is missing, empty or holds only markers (files
+    named ``_...``, which the pipeline writes so SageMaker accepts the prefix) is None."""
     path = _env_dir(f"SM_CHANNEL_{name.upper()}", required=required)
-    if path is not None and not required and (not path.is_dir() or not any(path.iterdir())):
+    if path is not None and not required and (
+        not path.is_dir() or not any(f.is_file() and not f.name.startswith(("_", "."))
+                                     for f in path.rglob("*"))
+    ):
         return None
     return path
 

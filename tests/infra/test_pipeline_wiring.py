@@ -285,7 +285,7 @@ def test_an_empty_events_or_items_prefix_fails_before_any_training_job(pipeline,
         for name, st in states.items()
         if ":states:::aws-sdk:s3:" in st.get("Resource", "")
     }
-    assert set(handlers) == {"ListEvents", "ListItems", "MarkDeletions"}
+    assert set(handlers) == {"ListEvents", "ListItems", "MarkDeletions", "MarkUsers"}
     handlers["PurgeDeletedUsers"] = task_handlers(pipeline)["PurgeDeletedUsers"]
     # stop where training would start: the interpreter knows no SageMaker
     states = {**states, "TrainRetrieval": {"Type": "Succeed"}}
@@ -294,8 +294,8 @@ def test_an_empty_events_or_items_prefix_fails_before_any_training_job(pipeline,
     # the jobs' deletions channel is never an empty prefix: the marker is written before them
     marker = pipeline["s3"].list_objects_v2(Bucket=events_bucket, Prefix=contracts.DELETIONS_MARKER)
     if end == "TrainRetrieval":
-        body = pipeline["s3"].get_object(Bucket=events_bucket, Key=contracts.DELETIONS_MARKER)["Body"].read()
-        assert body == b"{}"
+        for key in (contracts.DELETIONS_MARKER, contracts.USERS_MARKER):  # the optional channels
+            assert pipeline["s3"].get_object(Bucket=events_bucket, Key=key)["Body"].read() == b"{}"
     else:
         assert marker["KeyCount"] == 0
     if end == "TrainRetrieval":  # no user deleted: the purge read nothing
@@ -308,7 +308,8 @@ def test_an_empty_events_or_items_prefix_fails_before_any_training_job(pipeline,
 
 def test_the_log_is_purged_of_deleted_users_after_the_marker_and_before_training(pipeline):
     states = pipeline["states"]
-    assert states["MarkDeletions"]["Next"] == "PurgeDeletedUsers"
+    assert states["MarkDeletions"]["Next"] == "MarkUsers"
+    assert states["MarkUsers"]["Next"] == "PurgeDeletedUsers"
     assert states["PurgeDeletedUsers"]["Next"] == "TrainRetrieval"
     assert states["PurgeDeletedUsers"]["Catch"][0]["Next"] == "PipelineFailed"
     s3 = pipeline["s3"]
@@ -320,7 +321,8 @@ def test_the_log_is_purged_of_deleted_users_after_the_marker_and_before_training
     s3.put_object(Bucket=EVENTS_BUCKET, Key=contracts.deletion_key("gone"),
                   Body=json.dumps({"userId": "gone", "deletedAt": now}).encode())
     handlers = task_handlers(pipeline)
-    handlers["MarkDeletions"] = sdk_task(states["MarkDeletions"]["Resource"], EVENTS_BUCKET)
+    for name in ("MarkDeletions", "MarkUsers"):
+        handlers[name] = sdk_task(states[name]["Resource"], EVENTS_BUCKET)
     states = {**states, "TrainRetrieval": {"Type": "Succeed"}}
     last, state = run(states, handlers, {}, start="MarkDeletions")
     assert last == "TrainRetrieval" and state["purge"]["rowsRemoved"] == 1, state

@@ -242,6 +242,11 @@ def test_state_machine_runs_both_training_jobs_in_order(training):
             if c["ChannelName"] == contracts.TRAINING_CHANNEL_DELETIONS
         ]
         assert deletions["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.run.deletionsUri"
+    # job 1 reads the optional user metadata (users/, kept non-empty by MarkUsers) and carries it
+    # into its model; job 2 reads job 1's copy
+    users = {c["ChannelName"]: c for c in retrieval["InputDataConfig"]}[contracts.TRAINING_CHANNEL_USERS]
+    assert users["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.run.usersUri"
+    assert states["PrepareRun"]["Parameters"]["usersUri"].endswith(f"/{contracts.USERS_PREFIX}")
     # job 2's "retrieval" channel is job 1's model artifact
     assert (
         channels["retrieval"]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.retrieval.modelDataUrl"

@@ -140,6 +140,7 @@ def test_both_sagemaker_jobs_take_mapped_columns_and_carry_the_users_table(tmp_p
         csv.writer(fh).writerows(rows)
     users.mkdir()
     (users / "users.csv").write_bytes((EXAMPLES / "users.csv").read_bytes())
+    (users / "_marker.json").write_text("{}")  # the pipeline's MarkUsers: not a users file
     common = ["--dim", "8", "--epochs", "1", "--ranker_users", "100"]
 
     def job(script, args, env):
@@ -165,6 +166,22 @@ def test_both_sagemaker_jobs_take_mapped_columns_and_carry_the_users_table(tmp_p
     assert carried.user_ids[:2] == ["user-000", "user-001"] and carried.attributes[1] == {"AGE": "35", "MEMBERSHIP": "silver"}
     batch_users = (tmp_path / "out" / "batch" / "users.jsonl").read_text()
     assert '"userId": "user-008"' in batch_users or '"userId":"user-008"' in batch_users
+
+
+def test_an_optional_channel_holding_only_the_pipelines_marker_is_absent(tmp_path, monkeypatch):
+    """MarkUsers writes users/_marker.json so SageMaker accepts the prefix before any users file
+    exists: the jobs read such a channel as no channel, and loaders skip "_..." files."""
+    from recsys import jobs
+
+    channel = tmp_path / "users"
+    (channel / "sub").mkdir(parents=True)
+    (channel / "_marker.json").write_text("{}")
+    (channel / "sub" / "_SUCCESS").write_text("")
+    monkeypatch.setenv("SM_CHANNEL_USERS", str(channel))
+    assert jobs._channel("users", required=False) is None
+    write(channel / "users.csv", "user_id,age\nu1,30\n")
+    assert jobs._channel("users", required=False) == channel
+    assert data.load_users(channel).user_ids == ["u1"]  # the marker is not read as a bad row
 
 
 def test_a_job_without_the_column_map_fails_with_the_hint(tmp_path):
