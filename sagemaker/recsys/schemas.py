@@ -131,7 +131,7 @@ INTERACTIONS = Schema("interactions", (
     Column("event_id", "string", False,
            "Idempotency key: a later row with the same `(user_id, event_id)` is dropped as a duplicate.",
            ("EVENT_ID", "eventId"), "Event.eventId"),
-    Column("weight", "float", False, "How much the row counts, a finite number >= 0 (default 1).", ("WEIGHT",)),
+    Column("weight", "float", False, "A finite number >= 0 (default 1), checked and kept with the row; no model reads it: weigh events by type with the `event_weights` hyperparameter.", ("WEIGHT",)),
     Column("received_at", "timestamp", False,
            "When the API received the event (the log writes it); deletions cut at this time, "
            "else at `timestamp`.", ("RECEIVED_AT",)),
