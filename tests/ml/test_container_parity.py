@@ -57,6 +57,7 @@ class Container:
     model_dir: Path  # the extracted model.tar.gz of job 2 (the endpoint's /opt/ml/model)
     served: list  # predict_fn's answers to REQUESTS in the serving venv
     installed_inference: str  # inference.__file__ in the serving venv
+    batch_out: str = ""  # the installed inference's answer to a jsonlines (Batch Transform) request
 
 
 def container_env(venv: Path, home: Path) -> dict:
@@ -115,7 +116,16 @@ for line in sys.stdin:
     data = inference.input_fn(line.encode(), "application/json")
     body, content_type = inference.output_fn(inference.predict_fn(data, model), "application/json")
     answers.append(json.loads(body))
-print(json.dumps({"answers": answers, "inference": inference.__file__, "hnswlib": hnswlib.__file__}))
+# a Batch Transform request (SplitType Line, MultiRecord): BATCH_LINES of the model's histories
+import os
+os.environ.update({"RECSYS_BATCH_JOB": "users", "RECSYS_BATCH_NUM_RESULTS": "5"})
+with open(sys.argv[1] + "/histories.jsonl") as f:
+    users = sorted(json.loads(line)["userId"] for line in f)[:3]
+lines = [json.dumps({"userId": u}) for u in users] + ['{"userId": "nobody"}', "{bad"]
+data = inference.input_fn("\\n".join(lines).encode(), "application/jsonlines")
+batch, batch_type = inference.output_fn(inference.predict_fn(data, model), "application/jsonlines")
+print(json.dumps({"answers": answers, "inference": inference.__file__, "hnswlib": hnswlib.__file__,
+                  "batch": batch, "batch_type": batch_type}))
 """
 
 
@@ -160,8 +170,9 @@ def container(tmp_path_factory) -> Container:
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "site-packages" in out["hnswlib"]
+    assert out["batch_type"] == "application/jsonlines"
     return Container(root, train_venv / "bin" / "python", serve_venv / "bin" / "python",
-                     model_dir, out["answers"], out["inference"])
+                     model_dir, out["answers"], out["inference"], out["batch"])
 
 
 def _pip_list(python: Path) -> dict:
@@ -196,6 +207,22 @@ def test_serving_installs_the_models_code_and_answers_like_the_development_build
     expected = [local.handle(r) for r in REQUESTS]
     assert container.served == json.loads(json.dumps(expected))
     assert container.served[0]["items"] and "error" in container.served[3]
+
+
+def test_the_ranker_job_ships_histories_and_the_container_answers_a_batch(container):
+    """Job 2 (``jobs.ranker_job``) writes histories.jsonl into the model; the installed
+    ``inference`` answers a Batch Transform request as the development build does."""
+    from recsys import batch_inference as bi
+    from recsys.model import Recommender
+
+    histories = bi.load_histories(container.model_dir / bi.HISTORIES_FILE)
+    assert len(histories) == 200  # every user of the container's dataset
+    local = Recommender.load(container.model_dir)
+    lines = [json.dumps({"userId": u}) for u in sorted(histories)[:3]] + ['{"userId": "nobody"}', "{bad"]
+    expected = "\n".join(bi.transform_lines(local, lines, "users", 5, histories))
+    assert container.batch_out == expected
+    rows = [json.loads(line) for line in container.batch_out.split("\n")]
+    assert [r["error"] is None for r in rows] == [True, True, True, True, False]
 
 
 INDEX_SCRIPT = """
