@@ -263,42 +263,15 @@ class TrainingPipeline(Construct):
         for job in (train_retrieval, train_ranker):
             add_capacity_retry(job)
         inputs_present = self._input_checks(events_bucket, failed)
-        # SageMaker fails a job whose S3Prefix channel matches no object: the marker ({}, which
-        # the loader skips) keeps deletions/ non-empty before any user was deleted.
-        mark_deletions = tasks.CallAwsService(
-            self,
-            "MarkDeletions",
-            comment=f"Write {contracts.DELETIONS_MARKER} so the deletions channel is never empty.",
-            service="s3",
-            action="putObject",
-            parameters={
-                "Bucket": events_bucket.bucket_name,
-                "Key": contracts.DELETIONS_MARKER,
-                "Body": "{}",
-            },
-            iam_action="s3:PutObject",
-            iam_resources=[events_bucket.arn_for_objects(contracts.DELETIONS_MARKER)],
-            result_selector={"eTag.$": "$.ETag"},
-            result_path="$.inputs.deletionsMarker",
+        # SageMaker fails a job whose S3Prefix channel matches no object: a marker ({}, which the
+        # loaders skip) keeps deletions/ and users/ non-empty before any user was deleted or uploaded.
+        mark_deletions, mark_users = (
+            self._marker_step(construct_id, key, channel, result, events_bucket, failed)
+            for construct_id, key, channel, result in (
+                ("MarkDeletions", contracts.DELETIONS_MARKER, "deletions", "deletionsMarker"),
+                ("MarkUsers", contracts.USERS_MARKER, "optional users", "usersMarker"),
+            )
         )
-        add_s3_retry_and_catch(mark_deletions, failed)
-        mark_users = tasks.CallAwsService(
-            self,
-            "MarkUsers",
-            comment=f"Write {contracts.USERS_MARKER} so the optional users channel is never empty.",
-            service="s3",
-            action="putObject",
-            parameters={
-                "Bucket": events_bucket.bucket_name,
-                "Key": contracts.USERS_MARKER,
-                "Body": "{}",
-            },
-            iam_action="s3:PutObject",
-            iam_resources=[events_bucket.arn_for_objects(contracts.USERS_MARKER)],
-            result_selector={"eTag.$": "$.ETag"},
-            result_path="$.inputs.usersMarker",
-        )
-        add_s3_retry_and_catch(mark_users, failed)
         purge_deleted_users = self._invoke("PurgeDeletedUsers", "purge", {}, "$.purge")
         purge_deleted_users.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
         training = (
@@ -440,6 +413,31 @@ class TrainingPipeline(Construct):
             )
         listings[0][3].next(listings[1][3]).next(check)
         return InputChecks(start=listings[0][3], check=check)
+
+    def _marker_step(
+        self,
+        construct_id: str,
+        key: str,
+        channel: str,
+        result: str,
+        events_bucket: s3.IBucket,
+        failed: sfn.Fail,
+    ) -> tasks.CallAwsService:
+        """An S3 PutObject of the ``{}`` marker at ``key`` (retried, caught like the other S3 steps)."""
+        task = tasks.CallAwsService(
+            self,
+            construct_id,
+            comment=f"Write {key} so the {channel} channel is never empty.",
+            service="s3",
+            action="putObject",
+            parameters={"Bucket": events_bucket.bucket_name, "Key": key, "Body": "{}"},
+            iam_action="s3:PutObject",
+            iam_resources=[events_bucket.arn_for_objects(key)],
+            result_selector={"eTag.$": "$.ETag"},
+            result_path=f"$.inputs.{result}",
+        )
+        add_s3_retry_and_catch(task, failed)
+        return task
 
     def _invoke(
         self, construct_id: str, function: str, payload: Mapping[str, Any], result_path: str
