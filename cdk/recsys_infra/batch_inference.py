@@ -18,7 +18,7 @@ several lines per request: ``MultiRecord``), and writes ``<input file>.out`` und
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Duration, Size, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -48,6 +48,8 @@ SERVING_RECORD_KEY = contracts.MODELS_PREFIX + "serving.json"
 ENV_JOB = "RECSYS_BATCH_JOB"
 ENV_NUM_RESULTS = "RECSYS_BATCH_NUM_RESULTS"
 TRANSFORM_TIMEOUT = Duration.hours(12)
+MAX_PAYLOAD_MB = 1
+INVOCATION_TIMEOUT = Duration.hours(1)  # SageMaker's largest
 
 
 class BatchInference(Construct):
@@ -183,7 +185,12 @@ class BatchInference(Construct):
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             role=self.model_role,  # passed to nothing; keeps CDK from creating a role
             batch_strategy=tasks.BatchStrategy.MULTI_RECORD,
-            max_payload=None,
+            # 1 MB of ~30-byte lines is ~35,000 recommendations per request: well inside the
+            # hour a request may take (SageMaker's default is 60 s; its largest payload 6 MB)
+            max_payload=Size.mebibytes(MAX_PAYLOAD_MB),
+            model_client_options=tasks.ModelClientOptions(
+                invocations_timeout=INVOCATION_TIMEOUT, invocations_max_retries=1
+            ),
             environment={
                 ENV_JOB: sfn.JsonPath.string_at("$.job"),
                 ENV_NUM_RESULTS: sfn.JsonPath.format("{}", sfn.JsonPath.string_at("$.numResults")),

@@ -63,6 +63,8 @@ def test_transform_reads_lines_and_assembles_personalizes_out_files(synth, defin
     assert p["TransformOutput"]["AssembleWith"] == "Line"
     assert p["TransformOutput"]["Accept"] == "application/jsonlines"
     assert p["BatchStrategy"] == "MultiRecord"
+    assert p["MaxPayloadInMB"] == 1
+    assert p["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 3600, "InvocationsMaxRetries": 1}
     assert p["Environment"] == {"RECSYS_BATCH_JOB.$": "$.job",
                                 "RECSYS_BATCH_NUM_RESULTS.$": "States.Format('{}', $.numResults)"}
     # the model the transform uses is the one the run creates from the serving record, and deletes
