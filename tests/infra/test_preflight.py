@@ -607,6 +607,6 @@ def test_console_script_offers_every_command():
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"data", "train", "evaluate", "local", "deploy"}
+    assert set(sub.choices) == {"data", "train", "evaluate", "batch-inference", "local", "deploy"}
     args = parser.parse_args(["deploy", "preflight", "--env", "prod", "--region", "eu-west-1"])
     assert (args.env, args.region) == ("prod", "eu-west-1")

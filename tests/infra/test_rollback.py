@@ -8,6 +8,7 @@ import argparse
 import datetime as dt
 import io
 import json
+import re
 from typing import Any
 
 import boto3
@@ -66,8 +67,16 @@ def test_every_promotion_is_kept_in_the_serving_history(aws):
     promote_all(aws, [1, 2, 1, 3])
     history = artifacts.read_serving_history(aws["s3"], aws["bucket"])
     assert [r["modelVersion"] for r in history] == ["v1", "v2", "v1", "v3"]
-    assert history[0]["historyKey"] == "models/serving-history/20261201T100000Z-v1.json"
+    assert re.fullmatch(r"models/serving-history/20261201T100000Z-\d{19}-v1\.json", history[0]["historyKey"])
     assert artifacts.read_serving_record(aws["s3"], aws["bucket"])["modelVersion"] == "v3"
+
+
+def test_two_promotions_in_one_second_are_both_kept_in_order(aws):
+    same_second = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.timezone.utc)
+    for n in (1, 2, 1):
+        promote.record_serving(aws["s3"], aws["bucket"], record(n), "realtime", same_second)
+    history = artifacts.read_serving_history(aws["s3"], aws["bucket"])
+    assert [r["modelVersion"] for r in history] == ["v1", "v2", "v1"]
 
 
 def test_the_default_target_is_the_model_promoted_before_the_serving_one():

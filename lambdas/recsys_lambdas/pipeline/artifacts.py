@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import time
 from collections.abc import Iterator
 from typing import IO, Any, Optional
 
@@ -183,11 +184,12 @@ def read_serving_record(s3: Any, bucket: str) -> Optional[dict[str, Any]]:
 
 
 def history_key(record: dict[str, Any]) -> str:
-    """The serving-history key of a record: its promotion time first, so keys sort by time."""
+    """The serving-history key of a record: its promotion time first (then the nanoseconds of
+    the write, so two promotions in one second neither collide nor lose their order)."""
     stamp = "".join(ch for ch in str(record.get("promotedAt", "")) if ch.isalnum())
     version = "".join(ch if ch.isalnum() or ch in "-_." else "_"
                       for ch in str(record.get("modelVersion") or "unversioned"))[:128]
-    return f"{SERVING_HISTORY_PREFIX}{stamp}-{version}.json"
+    return f"{SERVING_HISTORY_PREFIX}{stamp}-{time.time_ns():019d}-{version}.json"
 
 
 def write_serving_record(s3: Any, bucket: str, record: dict[str, Any]) -> None:
