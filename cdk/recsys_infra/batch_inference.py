@@ -18,7 +18,7 @@ several lines per request: ``MultiRecord``), and writes ``<input file>.out`` und
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, Size, Stack
+from aws_cdk import Duration, Size, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -33,10 +33,10 @@ from recsys_infra.functions import retained_log_group
 from recsys_infra.images import (
     INFERENCE_SCRIPT,
     MODEL_CODE_DIR,
-    grant_image_pull,
     sklearn_image_uri,
 )
 from recsys_infra.nag import acknowledge_policy, finding
+from recsys_infra.pipeline_roles import grant_job_runtime
 
 BATCH_INFERENCE_PREFIX = "batch-inference/"
 JOBS = ("users", "items", "ranking")  # recsys.batch_inference.JOBS
@@ -290,27 +290,7 @@ class BatchInference(Construct):
                 conditions={"StringLike": {"s3:prefix": [f"{BATCH_INFERENCE_PREFIX}*"]}},
             )
         )
-        grant_image_pull(role, image_uri)
-        log_group_arn = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name="/aws/sagemaker/TransformJobs",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        log_streams = f"{log_group_arn}:log-stream:{cfg.prefix}-batch-*"
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group_arn, log_streams],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TransformJobs"}},
-            )
-        )
+        log_streams = grant_job_runtime(role, stack, image_uri, "TransformJobs", f"{cfg.prefix}-batch-")
         # The model and the inputs/outputs in the data-key-encrypted bucket; the volume's grant.
         grant_data_key(role, cfg, actions=WRITE, via=["s3"])
         grant_data_key(role, cfg, actions=ATTACH, via=["sagemaker"])

@@ -19,6 +19,37 @@ from recsys_infra.serving import VARIANT_INSTANCE_COUNT
 SCALABLE_TARGETS = "arn:{partition}:application-autoscaling:{region}:{account}:scalable-target/*"
 
 
+
+def grant_job_runtime(
+    role: iam.IRole, stack: Stack, image_uri: str, jobs: str, job_prefix: str
+) -> str:
+    """What a SageMaker job's role needs to run its container: pull the image, write the job's
+    logs (``/aws/sagemaker/<jobs>``, streams of jobs named ``<job_prefix>...``) and put metrics
+    in that namespace only. Returns the log streams' ARN pattern (for its acknowledgement)."""
+    grant_image_pull(role, image_uri)
+    log_group_arn = stack.format_arn(
+        service="logs",
+        resource="log-group",
+        resource_name=f"/aws/sagemaker/{jobs}",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+    log_streams = f"{log_group_arn}:log-stream:{job_prefix}*"
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group_arn, log_streams],
+        )
+    )
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": f"/aws/sagemaker/{jobs}"}},
+        )
+    )
+    return log_streams
+
+
 def training_role(
     scope: Construct,
     cfg: EnvironmentConfig,
@@ -77,27 +108,7 @@ def training_role(
                 conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
             )
         )
-    grant_image_pull(role, image_uri)
-    log_group_arn = stack.format_arn(
-        service="logs",
-        resource="log-group",
-        resource_name="/aws/sagemaker/TrainingJobs",
-        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-    )
-    log_streams = f"{log_group_arn}:log-stream:{cfg.prefix}-*"
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-            resources=[log_group_arn, log_streams],
-        )
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
-        )
-    )
+    log_streams = grant_job_runtime(role, stack, image_uri, "TrainingJobs", f"{cfg.prefix}-")
 
     # Inputs and models in the data-key-encrypted buckets; the training volumes' grant.
     grant_data_key(role, cfg, actions=WRITE, via=["s3"])
